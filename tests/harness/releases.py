@@ -1,0 +1,464 @@
+"""Fetch, unpack and provision the real cloud-init releases the tests boot.
+
+bosky must work with the cloud-init that Debian actually ships, so the harness
+does not pip-install an upstream cloud-init: it downloads Debian's own
+``cloud-init`` package for each suite with ``apt-get download`` (signature
+checked against the machine's archive keyring), unpacks it with ``dpkg -x``
+and gives it a virtualenv with the Python version that suite ships.
+
+Everything lives under a cache directory (``$BOSKY_TEST_CACHE``, default
+``<repo>/.cache/harness``) and is built once. A per-release file lock makes
+concurrent pytest processes (xdist workers, parallel CI jobs) wait for one
+another instead of racing, and a stamp file written last (atomically) marks a
+finished build, so a second run only reads the stamp.
+
+No registry host name is written anywhere: the Debian mirror URI is read at
+run time from the machine's own apt configuration.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: The keyring apt checks the suites' Release files with. Debian 12's
+#: debian-archive-keyring (2023.3+deb12u1 and later) already carries the
+#: trixie (13) archive keys, so every suite is verified; we never fall back
+#: to ``[trusted=yes]`` because this code later runs as root.
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+
+#: Python packages cloud-init imports at run time (Debian's Depends:
+#: python3-configobj, -jinja2, -jsonpatch, -jsonschema, -oauthlib, -requests,
+#: -yaml), plus bosky's own runtime requirements (boto3, PyYAML).
+COMMON_REQUIREMENTS: tuple[str, ...] = (
+    "jinja2",
+    "PyYAML",
+    "jsonschema",
+    "requests",
+    "configobj",
+    "jsonpatch",
+    "oauthlib",
+    "boto3",
+)
+
+APT_TIMEOUT = 600.0
+PIP_TIMEOUT = 1200.0
+LOCK_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """What one supported release is built from.
+
+    ``requirements`` are extra pip requirement strings; they come after
+    :data:`COMMON_REQUIREMENTS`, so a pin here (``jsonschema<4``) narrows the
+    unpinned name there.
+    """
+
+    version: str
+    suite: str
+    python: str
+    requirements: tuple[str, ...] = ()
+
+
+#: The releases Debian ships, with the Python its suite ships (20.4.1 breaks
+#: on 3.10+: ``collections.Iterable`` and friends were removed).
+RELEASE_SPECS: dict[str, ReleaseSpec] = {
+    spec.version: spec
+    for spec in (
+        ReleaseSpec("20.4.1", "bullseye", "3.9"),
+        ReleaseSpec("22.4.2", "bookworm", "3.11"),
+        ReleaseSpec("25.1.4", "trixie", "3.13"),
+    )
+}
+
+RELEASE_IDS: tuple[str, ...] = tuple(RELEASE_SPECS)
+
+
+@dataclass(frozen=True)
+class Release:
+    """A provisioned cloud-init release, ready to boot.
+
+    ``site_dir`` holds the ``cloudinit`` package; put it (and the repo root,
+    for ``cc_bosky``) on ``PYTHONPATH`` of ``python``.
+    """
+
+    version: str
+    debian_version: str
+    suite: str
+    python: Path
+    root: Path
+    site_dir: Path
+    etc_cloud_template: Path
+
+    def pythonpath(self, *extra: Path) -> str:
+        """PYTHONPATH for the stages: the repo root (``cc_bosky``), then cloud-init."""
+        return os.pathsep.join(str(p) for p in (REPO_ROOT, self.site_dir, *extra))
+
+
+class HarnessSetupError(RuntimeError):
+    """The harness could not provision a release (network, apt, pip ...)."""
+
+
+def cache_dir() -> Path:
+    """Root of all cached downloads and venvs (gitignored under ``.cache``)."""
+    return Path(os.environ.get("BOSKY_TEST_CACHE", REPO_ROOT / ".cache" / "harness")).resolve()
+
+
+def _progress(message: str) -> None:
+    """First-time setup is slow; say what is happening on stderr (pytest shows it with -s)."""
+    print(f"[bosky-harness] {message}", file=sys.stderr, flush=True)
+
+
+def _run(cmd: Sequence[str], *, timeout: float, cwd: Optional[Path] = None) -> str:
+    """Run a setup command, returning stdout; raise with its output when it fails."""
+    try:
+        proc = subprocess.run(
+            list(cmd),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise HarnessSetupError(f"timed out after {timeout:.0f}s: {' '.join(cmd)}") from exc
+    if proc.returncode != 0:
+        raise HarnessSetupError(
+            f"command failed ({proc.returncode}): {' '.join(cmd)}\n"
+            f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
+        )
+    return proc.stdout
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on *path*, waiting at most *timeout* seconds.
+
+    Polls with LOCK_NB so a stuck holder becomes a clear error, not a hang.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(path, "a+") as handle:
+        announced = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() > deadline:
+                raise HarnessSetupError(f"could not lock {path} within {timeout:.0f}s")
+            if not announced:
+                _progress(f"waiting for another process holding {path}")
+                announced = True
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- apt
+
+
+def _deb822_uris(text: str) -> list[tuple[str, list[str]]]:
+    """(URI, suites) pairs of the enabled ``Types: deb`` stanzas of a .sources file."""
+    found: list[tuple[str, list[str]]] = []
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        key = ""
+        for line in stanza.splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if line[0].isspace() and key:
+                fields[key] += " " + line.strip()
+                continue
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            fields[key] = value.strip()
+        if "deb" not in fields.get("types", "").split():
+            continue
+        if fields.get("enabled", "yes").lower() == "no":
+            continue
+        suites = fields.get("suites", "").split()
+        found.extend((uri, suites) for uri in fields.get("uris", "").split())
+    return found
+
+
+def _one_line_uris(text: str) -> list[tuple[str, list[str]]]:
+    """(URI, [suite]) pairs of the ``deb`` lines of a classic sources.list."""
+    found: list[tuple[str, list[str]]] = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line.startswith("deb "):
+            continue
+        line = re.sub(r"\[[^\]]*\]", " ", line)  # drop [options]
+        parts = line.split()
+        if len(parts) >= 3:
+            found.append((parts[1], [parts[2]]))
+    return found
+
+
+def debian_mirror_uri(etc_apt: Path = Path("/etc/apt")) -> str:
+    """The machine's Debian archive URI (not the security archive).
+
+    Read from apt's configuration at run time so no registry host is ever
+    written into the repository. ``$BOSKY_DEBIAN_MIRROR`` overrides it.
+    """
+    override = os.environ.get("BOSKY_DEBIAN_MIRROR")
+    if override:
+        return override.rstrip("/")
+    candidates: list[tuple[str, list[str]]] = []
+    parts_dir = etc_apt / "sources.list.d"
+    for path in sorted(parts_dir.glob("*.sources")) if parts_dir.is_dir() else []:
+        candidates += _deb822_uris(path.read_text(errors="replace"))
+    classic = [etc_apt / "sources.list"]
+    classic += sorted(parts_dir.glob("*.list")) if parts_dir.is_dir() else []
+    for path in classic:
+        if path.is_file():
+            candidates += _one_line_uris(path.read_text(errors="replace"))
+    for uri, suites in candidates:
+        if uri.rstrip("/").endswith("-security") or not uri.startswith(("http", "file", "ftp")):
+            continue
+        if any(s and "security" not in s for s in suites):
+            return uri.rstrip("/")
+    raise HarnessSetupError(f"no Debian archive URI found in {etc_apt}'s sources")
+
+
+class _Apt:
+    """apt-get/apt-cache confined to a private sources list, lists and cache.
+
+    Nothing of the machine's own apt state is read or changed except its
+    configuration fragments (apt.conf.d) and keyring.
+    """
+
+    def __init__(self, workdir: Path, suite: str, uri: str) -> None:
+        self.workdir = workdir
+        self.sources = workdir / "sources.list"
+        self.lists = workdir / "lists"
+        self.cache = workdir / "cache"
+        for sub in (self.lists / "partial", self.cache / "archives" / "partial"):
+            sub.mkdir(parents=True, exist_ok=True)
+        self.sources.write_text(f"deb [signed-by={DEBIAN_KEYRING}] {uri} {suite} main\n")
+
+    def options(self) -> list[str]:
+        """The -o flags that point apt at the private state."""
+        opts = {
+            "Dir::Etc::SourceList": str(self.sources),
+            "Dir::Etc::SourceParts": "/dev/null",
+            "Dir::Etc::Preferences": "/dev/null",
+            "Dir::Etc::PreferencesParts": "/dev/null",
+            "Dir::State::Lists": str(self.lists),
+            "Dir::Cache": str(self.cache),
+            "Acquire::Languages": "none",
+            "APT::Sandbox::User": "root",
+        }
+        return [f"-o{key}={value}" for key, value in opts.items()]
+
+    def update(self) -> None:
+        _run(["apt-get", "-q", *self.options(), "update"], timeout=APT_TIMEOUT)
+
+    def versions(self, package: str) -> list[str]:
+        out = _run(["apt-cache", *self.options(), "madison", package], timeout=APT_TIMEOUT)
+        return [line.split("|")[1].strip() for line in out.splitlines() if line.count("|") >= 2]
+
+    def download(self, package: str, version: str, dest: Path) -> Path:
+        dest.mkdir(parents=True, exist_ok=True)
+        _run(
+            ["apt-get", "-q", *self.options(), "download", f"{package}={version}"],
+            timeout=APT_TIMEOUT,
+            cwd=dest,
+        )
+        debs = sorted(dest.glob(f"{package}_*.deb"))
+        if not debs:
+            raise HarnessSetupError(f"apt-get download left no {package} .deb in {dest}")
+        return debs[-1]
+
+
+def upstream_version(debian_version: str) -> str:
+    """``1:20.4.1-2+deb11u1`` -> ``20.4.1`` (drop epoch and Debian revision)."""
+    no_epoch = debian_version.split(":", 1)[-1]
+    return no_epoch.rsplit("-", 1)[0] if "-" in no_epoch else no_epoch
+
+
+def _fetch_deb(spec: ReleaseSpec, workdir: Path) -> tuple[Path, str]:
+    """Download Debian's cloud-init package of *spec*'s suite; return (.deb, version)."""
+    uri = debian_mirror_uri()
+    apt = _Apt(workdir / "apt", spec.suite, uri)
+    _progress(f"cloud-init {spec.version}: apt-get update ({spec.suite})")
+    apt.update()
+    offered = apt.versions("cloud-init")
+    matching = [v for v in offered if upstream_version(v) == spec.version]
+    if not matching:
+        raise HarnessSetupError(
+            f"{spec.suite} offers cloud-init {offered}, none is upstream {spec.version}"
+        )
+    wanted = matching[0]  # madison lists the newest first
+    _progress(f"cloud-init {spec.version}: apt-get download cloud-init={wanted}")
+    debs = workdir / "debs"
+    shutil.rmtree(debs, ignore_errors=True)
+    deb = apt.download("cloud-init", wanted, debs)
+    got = _run(["dpkg-deb", "-f", str(deb), "Version"], timeout=60).strip()
+    if got != wanted:
+        raise HarnessSetupError(f"{deb} has version {got}, wanted {wanted}")
+    return deb, wanted
+
+
+def _unpack(deb: Path, root: Path) -> None:
+    """``dpkg -x`` into *root*, via a temporary sibling so a crash leaves no half tree."""
+    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
+    try:
+        _run(["dpkg", "-x", str(deb), str(tmp)], timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- python
+
+
+def _pyenv_executable() -> str:
+    """pyenv, from PATH or its usual home (CI's PATH may lack the shims)."""
+    found = shutil.which("pyenv")
+    if found:
+        return found
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidate = root / "bin" / "pyenv"
+    if candidate.is_file():
+        return str(candidate)
+    raise HarnessSetupError("pyenv not found (needed for Python 3.9/3.11/3.13)")
+
+
+def base_python(minor: str) -> Path:
+    """The interpreter for Python *minor* (``"3.9"``), found via ``pyenv prefix``."""
+    prefix = _run([_pyenv_executable(), "prefix", minor], timeout=60).strip().split(os.pathsep)[0]
+    for name in (f"python{minor}", "python3"):
+        candidate = Path(prefix) / "bin" / name
+        if candidate.is_file():
+            return candidate
+    raise HarnessSetupError(f"pyenv prefix {minor} -> {prefix} has no python{minor}")
+
+
+def _make_venv(spec: ReleaseSpec, venv: Path) -> Path:
+    """Create *venv* with the suite's Python and install the runtime requirements."""
+    shutil.rmtree(venv, ignore_errors=True)
+    interpreter = base_python(spec.python)
+    _progress(f"cloud-init {spec.version}: venv with {interpreter}")
+    _run([str(interpreter), "-m", "venv", str(venv)], timeout=300)
+    python = venv / "bin" / "python"
+    requirements = [*COMMON_REQUIREMENTS, *spec.requirements]
+    _progress(f"cloud-init {spec.version}: pip install {' '.join(requirements)}")
+    _run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
+        timeout=PIP_TIMEOUT,
+    )
+    return python
+
+
+# --------------------------------------------------------------------------- public
+
+
+def _stamp_payload(spec: ReleaseSpec) -> dict[str, object]:
+    """What a finished build was made from; a change (e.g. a new pin) rebuilds it."""
+    return {
+        "version": spec.version,
+        "suite": spec.suite,
+        "python": spec.python,
+        "requirements": [*COMMON_REQUIREMENTS, *spec.requirements],
+        "layout": 1,
+    }
+
+
+def _release_from(spec: ReleaseSpec, home: Path, debian_version: str) -> Release:
+    root = home / "root"
+    return Release(
+        version=spec.version,
+        debian_version=debian_version,
+        suite=spec.suite,
+        python=home / "venv" / "bin" / "python",
+        root=root,
+        site_dir=root / "usr" / "lib" / "python3" / "dist-packages",
+        etc_cloud_template=root / "etc" / "cloud",
+    )
+
+
+def _read_stamp(stamp: Path, spec: ReleaseSpec) -> Optional[str]:
+    """The Debian version recorded by a finished, still-valid build, else None."""
+    try:
+        data = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("spec") != _stamp_payload(spec):
+        return None
+    version = data.get("debian_version")
+    return version if isinstance(version, str) else None
+
+
+def _write_stamp(stamp: Path, spec: ReleaseSpec, debian_version: str) -> None:
+    tmp = stamp.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"spec": _stamp_payload(spec), "debian_version": debian_version}))
+    tmp.replace(stamp)
+
+
+def _is_usable(release: Release) -> bool:
+    return release.python.exists() and (release.site_dir / "cloudinit" / "version.py").is_file()
+
+
+def ensure_release(version: str) -> Release:
+    """Return cloud-init *version* ready to boot, building it into the cache if needed.
+
+    Idempotent and safe to call from several processes at once.
+    """
+    try:
+        spec = RELEASE_SPECS[version]
+    except KeyError:
+        raise ValueError(f"unknown cloud-init release {version!r}; have {RELEASE_IDS}") from None
+    home = cache_dir() / "releases" / version
+    stamp = home / "stamp.json"
+    debian_version = _read_stamp(stamp, spec)
+    if debian_version is not None:
+        release = _release_from(spec, home, debian_version)
+        if _is_usable(release):
+            return release
+    home.mkdir(parents=True, exist_ok=True)
+    with file_lock(cache_dir() / "locks" / f"{version}.lock"):
+        debian_version = _read_stamp(stamp, spec)  # another process may have finished it
+        if debian_version is not None:
+            release = _release_from(spec, home, debian_version)
+            if _is_usable(release):
+                return release
+        started = time.monotonic()
+        stamp.unlink(missing_ok=True)
+        deb, debian_version = _fetch_deb(spec, home)
+        release = _release_from(spec, home, debian_version)
+        _unpack(deb, release.root)
+        _make_venv(spec, home / "venv")
+        if not _is_usable(release):
+            raise HarnessSetupError(f"cloud-init {version}: build finished but is not usable")
+        _write_stamp(stamp, spec, debian_version)
+        _progress(f"cloud-init {version} ({debian_version}) ready in {time.monotonic() - started:.0f}s")
+        return release
+
+
+if __name__ == "__main__":  # pragma: no cover - manual provisioning: python -m tests.harness.releases
+    for release_id in sys.argv[1:] or RELEASE_IDS:
+        print(ensure_release(release_id))
