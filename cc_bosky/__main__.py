@@ -1,0 +1,7 @@
+"""``python -m cc_bosky`` is the ``bosky`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

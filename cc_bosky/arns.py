@@ -1,0 +1,59 @@
+"""Partitions, ARNs and endpoints, derived from a region.
+
+The original bosky hard-coded the ``aws`` partition, which gives wrong ARNs in
+China and GovCloud. The partition follows from the region's prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+# (region prefix, partition, DNS suffix); the first match wins, so the longer
+# prefixes come first.
+_PARTITIONS: Tuple[Tuple[str, str, str], ...] = (
+    ("cn-", "aws-cn", "amazonaws.com.cn"),
+    ("us-gov-", "aws-us-gov", "amazonaws.com"),
+    ("us-isob-", "aws-iso-b", "sc2s.sgov.gov"),
+    ("us-iso-", "aws-iso", "c2s.ic.gov"),
+    ("eu-isoe-", "aws-iso-e", "cloud.adc-e.uk"),
+    ("us-isof-", "aws-iso-f", "csp.hci.ic.gov"),
+)
+
+
+def partition(region: Optional[str]) -> str:
+    for prefix, name, _ in _PARTITIONS:
+        if region and region.startswith(prefix):
+            return name
+    return "aws"
+
+
+def dns_suffix(region: str) -> str:
+    for prefix, _, suffix in _PARTITIONS:
+        if region.startswith(prefix):
+            return suffix
+    return "amazonaws.com"
+
+
+def events_endpoint(region: str) -> str:
+    return f"https://events.{region}.{dns_suffix(region)}"
+
+
+def instance_arn(instance_id: str, region: Optional[str], account_id: Optional[str]) -> str:
+    """The instance's ARN, or its bare id when region or account is unknown.
+
+    A bare id is what the first original bosky sent, so a rule matching it
+    still matches; an ARN with a guessed account would match nothing.
+    """
+    if not (region and account_id):
+        return instance_id
+    return f"arn:{partition(region)}:ec2:{region}:{account_id}:instance/{instance_id}"
+
+
+def event_bus_arn(bus: Optional[str], region: Optional[str], account_id: Optional[str]) -> str:
+    """The bus's ARN for an IAM policy; ``*`` stands in for what is unknown."""
+    if bus and bus.startswith("arn:"):
+        return bus
+    return (
+        f"arn:{partition(region)}:events:{region or '*'}:{account_id or '*'}"
+        f":event-bus/{bus or 'default'}"
+    )

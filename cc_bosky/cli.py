@@ -1,0 +1,295 @@
+"""The ``bosky`` command: a drop-in for the original Go bosky, plus tools.
+
+``bosky --fail "artifact 404"`` sends one event and exits 0 only when
+EventBridge accepted it (1: not delivered, 2: usage or config error). A first
+argument naming a subcommand (``flush``, ``status``, ``schema``, ...) runs that
+instead; a message that is literally such a word goes after a status flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence
+
+from . import config
+from .errors import EXIT_NOT_DELIVERED, EXIT_OK, EXIT_USAGE, BoskyError, UsageError
+from .text import printable
+from .version import __version__
+
+MAX_STDIN_MESSAGE = 1024 * 1024
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _event_parser() -> _Parser:
+    p = _Parser(
+        prog="bosky",
+        description="Send an Amazon EventBridge event (DetailType 'User Data') from a script "
+        "or an instance. Subcommands: flush, status, schema, install, uninstall, doctor.",
+        epilog="Exit codes: 0 delivered, 1 not delivered (spooled unless --no-spool), "
+        "2 usage or configuration error.",
+    )
+    status = p.add_mutually_exclusive_group()
+    status.add_argument("-p", "--pass", "--success", dest="status", action="store_const",
+                        const="pass", help="report success (Status 'pass')")
+    status.add_argument("-f", "--fail", "--failure", dest="status", action="store_const",
+                        const="fail", help="report failure (Status 'fail')")
+    status.add_argument("-i", "--info", dest="status", action="store_const", const="info",
+                        help="report information (Status 'info')")
+    status.add_argument("--status", dest="status", metavar="STATUS", help="a custom Status")
+    p.add_argument("message", nargs="?", default=None,
+                   help="the event's Message; '-' reads it from standard input")
+    p.add_argument("--project", help="event Source (env BOSKY_PROJECT; default 'unknown')")
+    p.add_argument("--instance-id", help="instance id (env BOSKY_INSTANCE_ID; default: looked up)")
+    p.add_argument("--region", help="region of the event bus (env AWS_REGION)")
+    p.add_argument("--event-bus", help="event bus name or ARN (default: the default bus)")
+    p.add_argument("--endpoint-url", help="EventBridge endpoint (env AWS_ENDPOINT_URL_EVENTS)")
+    p.add_argument("--detail-type", help="event DetailType (default 'User Data')")
+    p.add_argument("--timeout", type=float, dest="send_timeout", metavar="SECONDS",
+                   help="give up sending after this long (default 30)")
+    p.add_argument("--config", metavar="FILE",
+                   help=f"config file (env BOSKY_CONFIG; default {config.DEFAULT_CONFIG_FILE})")
+    p.add_argument("--no-spool", action="store_true",
+                   help="do not keep an undelivered event for a later 'bosky flush'")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the PutEvents entry and its size; send nothing")
+    p.add_argument("--permissions", action="store_true",
+                   help="print the least-privilege IAM policy for this configuration")
+    p.add_argument("--generate-config", action="store_true",
+                   help="print a commented config file template")
+    p.add_argument("--version", action="version", version=f"bosky {__version__}")
+    p.add_argument("--debug", action="store_true", help="show details of failures")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if environ is None else environ
+    debug = "--debug" in args
+    try:
+        if args and args[0] in SUBCOMMANDS:
+            return SUBCOMMANDS[args[0]](args[1:], env)
+        return send_command(args, env)
+    except BoskyError as exc:
+        _err(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_NOT_DELIVERED
+    except Exception as exc:  # a bug must still end in one line, not a traceback
+        if debug:
+            raise
+        _err(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
+        return EXIT_NOT_DELIVERED
+
+
+def _err(message: str) -> None:
+    print(f"bosky: {printable(message)}", file=sys.stderr)
+
+
+def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
+    args = _event_parser().parse_args(argv)
+    flags = {k: getattr(args, k) for k in
+             ("project", "region", "event_bus", "endpoint_url", "detail_type", "send_timeout")}
+    settings = config.resolve(flags, environ, args.config)
+    if args.generate_config:
+        print(config_template(), end="")
+        return EXIT_OK
+    from . import identity as identity_mod
+
+    instance_id = args.instance_id or environ.get("BOSKY_INSTANCE_ID") or None
+    if args.permissions:
+        ident = identity_mod.resolve(instance_id, environ)
+        return _print_permissions(settings, ident.region, ident.account_id)
+    if args.status is None:
+        raise UsageError("say what happened: one of --pass, --fail, --info or --status STATUS")
+    if not args.status.strip():
+        raise UsageError("--status must not be empty")
+    message = _read_message(args.message)
+    ident = identity_mod.resolve(instance_id, environ)
+    region = settings.region or ident.region
+    if not region:
+        raise UsageError("no AWS region: pass --region, set AWS_REGION, or put 'region:' in "
+                         f"{args.config or config.DEFAULT_CONFIG_FILE}")
+    from .arns import instance_arn
+    from .event import make_event
+
+    event = make_event(
+        source=settings.project,
+        detail_type=settings.detail_type,
+        status=args.status,
+        message=message,
+        identity=ident.detail_fields(),
+        origin="command",
+        resources=(instance_arn(ident.instance_id, region, ident.account_id),)
+        if ident.instance_id else (),
+        event_bus=settings.event_bus,
+    )
+    if args.dry_run:
+        return _print_dry_run(event.entry())
+    return _deliver(event, settings, region, args.no_spool, environ)
+
+
+def _read_message(message: Optional[str]) -> str:
+    if message != "-":
+        return message or ""
+    raw = sys.stdin.buffer.read(MAX_STDIN_MESSAGE + 1) if sys.stdin else b""
+    # Longer input is cut here and again, marked, by the event's size limit.
+    return raw[:MAX_STDIN_MESSAGE].decode("utf-8", "replace").rstrip("\n")
+
+
+def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
+             environ: Mapping[str, str]) -> int:
+    from .delivery import send
+    from .sender import Target
+    from .spool import Spool
+
+    spool = None if no_spool else Spool(settings.spool_dir, settings.spool_max_events,
+                                        settings.spool_max_bytes)
+    target = Target(region, settings.endpoint_url, settings.send_timeout)
+    (result,) = send([event], target, spool, environ)
+    if result.outcome.delivered:
+        return EXIT_OK
+    why = f"event {event.event_id} not delivered: {result.outcome.reason()}"
+    if result.spooled:
+        why += "; spooled, 'bosky flush' retries it"
+    elif result.spool_error:
+        why += f"; and not spooled: {result.spool_error}"
+    _err(why)
+    return EXIT_NOT_DELIVERED
+
+
+def _print_dry_run(entry: Dict[str, Any]) -> int:
+    from .event import billing_units, entry_size
+
+    size = entry_size(entry)
+    out = {"Entries": [entry], "SizeBytes": size, "BillingUnits": billing_units(size)}
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _print_permissions(settings: config.Settings, region: Optional[str],
+                       account_id: Optional[str]) -> int:
+    from .policy import put_events_policy
+
+    policy = put_events_policy(settings.project, settings.detail_type, settings.event_bus,
+                               settings.region or region, account_id)
+    print(json.dumps(policy, indent=2))
+    return EXIT_OK
+
+
+def config_template() -> str:
+    """A commented config file, generated from the config schema."""
+    lines = [
+        "# bosky configuration: /etc/bosky/config.yaml, or the `bosky:` stanza of cloud-config.",
+        "# Precedence: flags, then environment (BOSKY_<KEY>), then this file, then defaults.",
+        "",
+    ]
+    for key, spec in config.schema()["properties"].items():
+        lines.append(f"# {spec['description']}")
+        if "enum" in spec:
+            lines.append(f"# One of: {', '.join(spec['enum'])}.")
+        default = spec.get("default")
+        value = json.dumps(default) if default is not None else "<unset>"
+        lines.append(f"# {key}: {value}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# -- subcommands ---------------------------------------------------------
+
+
+def _sub_parser(name: str, description: str) -> _Parser:
+    p = _Parser(prog=f"bosky {name}", description=description)
+    p.add_argument("--config", metavar="FILE", help="config file")
+    p.add_argument("--debug", action="store_true", help="show details of failures")
+    return p
+
+
+def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
+    p = _sub_parser("flush", "Send every spooled event now.")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="give up after this long (default: send_timeout)")
+    args = p.parse_args(argv)
+    settings = config.resolve({}, environ, args.config)
+    from .delivery import flush
+    from .spool import Spool
+
+    spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
+    report = flush(spool, environ, args.timeout or settings.send_timeout, settings.endpoint_url)
+    if report.busy:
+        _err("another bosky is flushing the spool; try again shortly")
+        return EXIT_NOT_DELIVERED
+    print(f"delivered {report.delivered}, still spooled {report.remaining}, "
+          f"rejected {report.rejected}, corrupt {report.corrupt}")
+    if report.remaining or report.rejected or report.corrupt:
+        if report.last_error:
+            _err(f"last error: {report.last_error}")
+        return EXIT_NOT_DELIVERED
+    return EXIT_OK
+
+
+def status_command(argv: List[str], environ: Mapping[str, str]) -> int:
+    p = _sub_parser("status", "Show this boot's verdict and what waits in the spool.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    args = p.parse_args(argv)
+    settings = config.resolve({}, environ, args.config)
+    from .state import describe
+
+    report = describe(settings)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(render_status(report))
+    return EXIT_OK
+
+
+def render_status(report: Mapping[str, Any]) -> str:
+    lines: List[str] = []
+    verdict = report.get("verdict")
+    if verdict:
+        lines.append(f"this boot: {verdict.get('Status')} sent as {verdict.get('EventId')} "
+                     f"at {verdict.get('Time')}")
+    else:
+        lines.append("this boot: no verdict sent yet")
+    lines.append(f"reporter: {report.get('reporter')}")
+    spool = report["spool"]
+    lines.append(f"spool {spool['directory']}: {len(spool['events'])} event(s), "
+                 f"{spool['bytes']} bytes, {spool['dropped']} dropped, "
+                 f"{len(spool['corrupt'])} corrupt, {len(spool['rejected'])} rejected")
+    for item in spool["events"]:
+        lines.append(printable(
+            f"  {item['EventId']} {item['Status']} age {item['AgeSeconds']:.0f}s, "
+            f"{item['Attempts']} attempt(s), last error: {item['LastError'] or '-'}"))
+    for path in spool["corrupt"]:
+        lines.append(printable(f"  corrupt (set aside, not sent): {path}"))
+    for path in spool["rejected"]:
+        lines.append(printable(f"  rejected by EventBridge (not retried): {path}"))
+    return "\n".join(lines)
+
+
+def _lazy(module: str, function: str) -> Callable[[List[str], Mapping[str, str]], int]:
+    def run(argv: List[str], environ: Mapping[str, str]) -> int:
+        import importlib
+
+        handler: Callable[[List[str], Mapping[str, str]], int] = getattr(
+            importlib.import_module(f"cc_bosky.{module}"), function)
+        return handler(argv, environ)
+
+    return run
+
+
+SUBCOMMANDS: Dict[str, Callable[[List[str], Mapping[str, str]], int]] = {
+    "flush": flush_command,
+    "status": status_command,
+}
+
+__all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "EXIT_USAGE", "main"]

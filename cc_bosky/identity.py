@@ -1,0 +1,165 @@
+"""Who is sending: the instance's identity, from the cheapest source that knows it.
+
+Order: an explicit instance id (flag or BOSKY_INSTANCE_ID), then cloud-init's
+world-readable ``instance-data.json`` (no network), then IMDSv2 with short,
+explicit timeouts. Off EC2 none of them may answer, and that is fine: fields
+that cannot be known are left out, never invented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import urllib.error
+import urllib.request
+from typing import Any, Dict, Mapping, Optional
+
+INSTANCE_DATA = "/run/cloud-init/instance-data.json"
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+IMDS_DEFAULT = "http://169.254.169.254"
+# Off EC2 the link-local address usually does not answer at all, so each of
+# the two IMDS requests gives up after this long.
+IMDS_TIMEOUT = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    instance_id: Optional[str] = None
+    account_id: Optional[str] = None
+    region: Optional[str] = None
+    availability_zone: Optional[str] = None
+    instance_type: Optional[str] = None
+    image_id: Optional[str] = None
+    hostname: Optional[str] = None
+    boot_id: Optional[str] = None
+
+    def detail_fields(self) -> Dict[str, str]:
+        """The known fields, under the event detail's PascalCase names."""
+        names = {
+            "instance_id": "InstanceId",
+            "account_id": "AccountId",
+            "region": "Region",
+            "availability_zone": "AvailabilityZone",
+            "instance_type": "InstanceType",
+            "image_id": "ImageId",
+            "hostname": "Hostname",
+            "boot_id": "BootId",
+        }
+        return {
+            names[f.name]: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name)
+        }
+
+
+def resolve(
+    instance_id: Optional[str],
+    environ: Mapping[str, str],
+    instance_data: str = INSTANCE_DATA,
+) -> Identity:
+    """The identity for an event, looking only as far as needed."""
+    local = {"hostname": _hostname(), "boot_id": read_boot_id()}
+    found = from_instance_data(instance_data)
+    if instance_id:
+        # An explicit id means "this instance", often from another machine:
+        # keep what the local record says only if it is about the same one.
+        if found.instance_id != instance_id:
+            return Identity(instance_id=instance_id, **local)
+        return dataclasses.replace(found, **_fill(found, local))
+    if not found.instance_id and not _imds_disabled(environ):
+        found = from_imds(environ)
+    return dataclasses.replace(found, **_fill(found, local))
+
+
+def _fill(found: Identity, local: Mapping[str, Optional[str]]) -> Dict[str, Optional[str]]:
+    return {k: v for k, v in local.items() if not getattr(found, k)}
+
+
+def from_instance_data(path: str = INSTANCE_DATA) -> Identity:
+    """What cloud-init recorded about the instance; empty if there is no record."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return Identity()
+    return identity_from_record(data)
+
+
+def identity_from_record(data: Any) -> Identity:
+    if not isinstance(data, dict):
+        return Identity()
+    v1 = _dict(data.get("v1"))
+    ds = _dict(data.get("ds"))
+    meta = _dict(ds.get("meta_data") or ds.get("meta-data"))
+    doc = _dict(_dict(_dict(ds.get("dynamic")).get("instance-identity")).get("document"))
+    return Identity(
+        instance_id=_str(v1.get("instance_id") or doc.get("instanceId")),
+        account_id=_str(doc.get("accountId")),
+        region=_str(v1.get("region") or doc.get("region")),
+        availability_zone=_str(v1.get("availability_zone") or doc.get("availabilityZone")),
+        instance_type=_str(doc.get("instanceType") or meta.get("instance-type")),
+        image_id=_str(doc.get("imageId") or meta.get("ami-id")),
+        hostname=_str(v1.get("local_hostname")),
+    )
+
+
+def from_imds(environ: Mapping[str, str]) -> Identity:
+    """The identity document from IMDSv2; empty when IMDS does not answer."""
+    base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_DEFAULT).rstrip("/")
+    try:
+        token = _imds_call(base, "/latest/api/token", method="PUT",
+                           headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        raw = _imds_call(base, "/latest/dynamic/instance-identity/document",
+                         headers={"X-aws-ec2-metadata-token": token})
+        doc = json.loads(raw)
+    except (OSError, ValueError, urllib.error.URLError):
+        return Identity()
+    if not isinstance(doc, dict):
+        return Identity()
+    return Identity(
+        instance_id=_str(doc.get("instanceId")),
+        account_id=_str(doc.get("accountId")),
+        region=_str(doc.get("region")),
+        availability_zone=_str(doc.get("availabilityZone")),
+        instance_type=_str(doc.get("instanceType")),
+        image_id=_str(doc.get("imageId")),
+    )
+
+
+def _imds_call(base: str, path: str, method: str = "GET",
+               headers: Optional[Dict[str, str]] = None) -> str:
+    request = urllib.request.Request(base + path, method=method, headers=headers or {})
+    # IMDS must never go through a proxy, whatever HTTP(S)_PROXY says.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=IMDS_TIMEOUT) as response:
+        return str(response.read(64 * 1024).decode("utf-8"))
+
+
+def _imds_disabled(environ: Mapping[str, str]) -> bool:
+    return environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true"
+
+
+def read_boot_id(path: str = BOOT_ID_FILE) -> Optional[str]:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def _hostname() -> Optional[str]:
+    try:
+        return socket.gethostname() or None
+    except OSError:
+        return None
+
+
+def _dict(value: Any) -> Dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> Optional[str]:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None

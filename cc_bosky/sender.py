@@ -1,0 +1,305 @@
+"""The one EventBridge sender: PutEvents with bounded retries.
+
+Both the command and the boot reporter send through :func:`put_events`.
+botocore does what must not be written by hand (the credential chain,
+SigV4 signing); the request itself goes over the standard library's HTTP
+client. A botocore client object would add ~150 ms and ~15 MB of service
+model loading to every boot and every ``bosky`` call for one API call.
+
+Retries use full-jitter exponential backoff within one time budget, and an
+HTTP 200 whose entries failed is treated as the failure it is: retryable
+entry errors are retried alone, the others are reported with their code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import ssl
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from . import arns
+from .version import __version__
+
+MAX_BATCH_ENTRIES = 10
+MAX_BATCH_BYTES = 256 * 1024 - 1  # a request's entries must total under 256 KB
+_ATTEMPT_TIMEOUT = 10.0  # one HTTP attempt, connect and each read
+_BACKOFF_BASE = 0.25
+_BACKOFF_CAP = 8.0
+
+# Entry or request errors that say "try again", as EventBridge and its SDKs
+# classify them; anything else will not get better by retrying.
+RETRYABLE_CODES = frozenset({
+    "ThrottlingException", "Throttling", "ThrottledException", "RequestThrottled",
+    "TooManyRequestsException", "InternalFailure", "InternalException",
+    "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException",
+    "RequestTimeout", "RequestTimeoutException", "LimitExceededException",
+})
+# The request was signed with credentials that expired meanwhile: fetch them again.
+_REFRESH_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where and how long to send."""
+
+    region: str
+    endpoint_url: Optional[str] = None
+    budget: float = 30.0
+
+    @property
+    def url(self) -> str:
+        return (self.endpoint_url or arns.events_endpoint(self.region)).rstrip("/") + "/"
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What became of one entry."""
+
+    delivered: bool = False
+    error_code: Optional[str] = None
+    error_message: Optional[str] = None
+    retryable: bool = True
+    attempts: int = 0
+
+    def reason(self) -> str:
+        if self.error_code and self.error_message:
+            return f"{self.error_code}: {self.error_message}"
+        return self.error_code or self.error_message or "not sent"
+
+
+class _CallFailed(Exception):
+    def __init__(self, code: str, message: str, retryable: bool, refresh: bool = False):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.retryable, self.refresh = code, message, retryable, refresh
+
+
+def put_events(
+    entries: Sequence[Mapping[str, Any]],
+    target: Target,
+    environ: Optional[Mapping[str, str]] = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> List[Outcome]:
+    """Send ``entries``, retrying what may succeed later, until ``target.budget`` runs out.
+
+    Returns one :class:`Outcome` per entry, in order. Never raises for
+    network, credential or service errors: they are outcomes.
+    """
+    env = os.environ if environ is None else environ
+    deadline = clock() + target.budget
+    outcomes = [Outcome() for _ in entries]
+    session = _Session(target, env)
+    for batch in batches([dict(e) for e in entries]):
+        _send_batch(entries, batch, outcomes, session, deadline, clock, sleep)
+    return outcomes
+
+
+def batches(entries: Sequence[Mapping[str, Any]]) -> List[List[int]]:
+    """Indexes of ``entries`` grouped into PutEvents-sized requests."""
+    from .event import entry_size
+
+    groups: List[List[int]] = []
+    current: List[int] = []
+    size = 0
+    for i, entry in enumerate(entries):
+        n = entry_size(entry)
+        if current and (len(current) == MAX_BATCH_ENTRIES or size + n > MAX_BATCH_BYTES):
+            groups.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += n
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _send_batch(
+    entries: Sequence[Mapping[str, Any]],
+    batch: List[int],
+    outcomes: List[Outcome],
+    session: _Session,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> None:
+    pending = list(batch)
+    attempt = 0
+    while pending:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return
+        attempt += 1
+        for i in pending:
+            outcomes[i].attempts += 1
+        try:
+            results = session.call([entries[i] for i in pending], min(_ATTEMPT_TIMEOUT, remaining))
+        except _CallFailed as exc:
+            for i in pending:
+                _fail(outcomes[i], exc.code, exc.message, exc.retryable)
+            if not exc.retryable:
+                return
+            if exc.refresh:
+                session.forget_credentials()
+        else:
+            still: List[int] = []
+            for i, result in zip(pending, results):
+                code = result.get("ErrorCode")
+                if not code:
+                    outcomes[i] = Outcome(delivered=True, attempts=outcomes[i].attempts)
+                    continue
+                retry = code in RETRYABLE_CODES
+                _fail(outcomes[i], code, str(result.get("ErrorMessage") or ""), retry)
+                if retry:
+                    still.append(i)
+            pending = still
+            if not pending:
+                return
+        pause = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt))
+        if clock() + pause >= deadline:
+            return
+        sleep(pause)
+
+
+def _fail(outcome: Outcome, code: str, message: str, retryable: bool) -> None:
+    outcome.delivered = False
+    outcome.error_code, outcome.error_message, outcome.retryable = code, message, retryable
+
+
+class _Session:
+    """Credentials and signing for one delivery, loaded on first use."""
+
+    def __init__(self, target: Target, environ: Mapping[str, str]) -> None:
+        self.target = target
+        self.environ = environ
+        self._credentials: Any = None
+
+    def forget_credentials(self) -> None:
+        self._credentials = None
+
+    def call(self, entries: Sequence[Mapping[str, Any]], timeout: float) -> List[Dict[str, Any]]:
+        body = json.dumps({"Entries": list(entries)}, ensure_ascii=False).encode("utf-8")
+        headers = self._signed_headers(body)
+        request = urllib.request.Request(self.target.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout, context=_tls(self.environ)) as r:
+                payload = r.read(4 * 1024 * 1024)
+        except urllib.error.HTTPError as exc:
+            raise _http_error(exc) from None
+        except urllib.error.URLError as exc:
+            raise _CallFailed("ConnectionError", _reason(exc.reason), True) from None
+        except (OSError, ValueError) as exc:  # timeouts, resets, bad status lines
+            raise _CallFailed("ConnectionError", _reason(exc), True) from None
+        return _entry_results(payload, len(entries))
+
+    def _signed_headers(self, body: bytes) -> Dict[str, str]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        credentials = self._credentials or load_credentials(self.environ)
+        if credentials is None:
+            raise _CallFailed(
+                "NoCredentials",
+                "no AWS credentials found (environment, profile, container or instance role)",
+                True,
+            )
+        self._credentials = credentials
+        request = AWSRequest(method="POST", url=self.target.url, data=body, headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "AWSEvents.PutEvents",
+            "User-Agent": f"bosky/{__version__}",
+        })
+        SigV4Auth(credentials.get_frozen_credentials(), "events", self.target.region).add_auth(
+            request
+        )
+        return {k: str(v) for k, v in request.headers.items()}
+
+
+def _entry_results(payload: bytes, count: int) -> List[Dict[str, Any]]:
+    try:
+        data = json.loads(payload)
+        results = data["Entries"]
+        if not isinstance(results, list) or len(results) != count:
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise _CallFailed("InvalidResponse", "EventBridge answered with an unreadable body", True) \
+            from None
+    return [r if isinstance(r, dict) else {} for r in results]
+
+
+def _http_error(exc: urllib.error.HTTPError) -> _CallFailed:
+    try:
+        body = exc.read(64 * 1024)
+    except OSError:
+        body = b""
+    code, message = _error_fields(body, exc.headers.get("x-amzn-ErrorType", ""))
+    code = code or f"HTTP{exc.code}"
+    message = message or f"HTTP {exc.code} {exc.reason}"
+    retryable = exc.code >= 500 or exc.code == 429 or code in RETRYABLE_CODES
+    refresh = code in _REFRESH_CODES
+    return _CallFailed(code, message, retryable or refresh, refresh)
+
+
+def _error_fields(body: bytes, header: str) -> Tuple[str, str]:
+    code = header.split(":", 1)[0]
+    message = ""
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict):
+            code = code or str(data.get("__type") or data.get("code") or "")
+            message = str(data.get("message") or data.get("Message") or "")
+    except ValueError:
+        pass
+    return code.rsplit("#", 1)[-1], message
+
+
+def _reason(error: object) -> str:
+    text = str(error) or type(error).__name__
+    if isinstance(error, TimeoutError) or "timed out" in text:
+        return "timed out"
+    return text
+
+
+def _tls(environ: Mapping[str, str]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=environ.get("AWS_CA_BUNDLE") or None)
+
+
+def load_credentials(environ: Mapping[str, str]) -> Any:
+    """AWS credentials from the standard chain, or None.
+
+    On an instance the chain ends at the instance role, which the lean
+    providers reach without a botocore session; a profile-based setup (SSO,
+    assume-role, credential_process) gets botocore's full chain.
+    """
+    from botocore import credentials as bc
+
+    env_creds = bc.EnvProvider(environ=dict(environ)).load()
+    if env_creds is not None:
+        return env_creds
+    if _uses_profiles(environ):
+        import botocore.session
+
+        return botocore.session.Session().get_credentials()
+    from botocore.utils import InstanceMetadataFetcher
+
+    providers: List[Any] = [bc.ContainerProvider(environ=dict(environ))]
+    if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true":
+        config = {"ec2_metadata_service_endpoint": environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT")}
+        fetcher = InstanceMetadataFetcher(timeout=1, num_attempts=2, env=dict(environ),
+                                          config={k: v for k, v in config.items() if v})
+        providers.append(bc.InstanceMetadataProvider(iam_role_fetcher=fetcher))
+    return bc.CredentialResolver(providers).load_credentials()
+
+
+def _uses_profiles(environ: Mapping[str, str]) -> bool:
+    names = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE",
+             "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
+    if any(environ.get(n) for n in names):
+        return True
+    home = environ.get("HOME") or os.path.expanduser("~")
+    return any(os.path.exists(os.path.join(home, ".aws", f)) for f in ("config", "credentials"))

@@ -1,0 +1,123 @@
+"""Per-boot state under ``run_dir`` (a tmpfs, so it starts empty every boot).
+
+``reporter.lock`` is held (flock) by the boot reporter for as long as it
+runs; ``verdict.json`` keeps the last verdict sent this boot for
+``bosky status``; ``sent/`` marks each verdict already delivered or spooled,
+so a reporter started twice never reports one boot twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import time
+from typing import Any, Dict, Mapping, Optional
+
+from .config import Settings
+
+LOCK = "reporter.lock"
+VERDICT = "verdict.json"
+JOB = "job.json"
+FINAL_PID = "final-stage.pid"
+
+
+def path(settings_or_dir: Any, name: str) -> str:
+    run_dir = settings_or_dir.run_dir if isinstance(settings_or_dir, Settings) else settings_or_dir
+    return os.path.join(str(run_dir), name)
+
+
+def ensure_run_dir(run_dir: str) -> None:
+    os.makedirs(run_dir, mode=0o700, exist_ok=True)
+    os.makedirs(os.path.join(run_dir, "sent"), mode=0o700, exist_ok=True)
+
+
+def write_json(file: str, data: Mapping[str, Any]) -> None:
+    """Atomically replace ``file``: a reader never sees half of it."""
+    tmp = f"{file}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+    os.rename(tmp, file)
+
+
+def read_json(file: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def mark_sent(run_dir: str, key: str) -> bool:
+    """Claim ``key`` (a verdict of this boot); False if it was claimed before."""
+    try:
+        fd = os.open(os.path.join(run_dir, "sent", key), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                     0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def was_sent(run_dir: str, key: str) -> bool:
+    return os.path.exists(os.path.join(run_dir, "sent", key))
+
+
+def try_lock(file: str) -> Optional[int]:
+    """An fd holding an exclusive lock on ``file``, or None if another holds it."""
+    fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+def reporter_running(run_dir: str) -> bool:
+    file = os.path.join(run_dir, LOCK)
+    if not os.path.exists(file):
+        return False
+    with contextlib.suppress(OSError):
+        fd = try_lock(file)
+        if fd is None:
+            return True
+        os.close(fd)
+    return False
+
+
+def describe(settings: Settings) -> Dict[str, Any]:
+    """What ``bosky status`` shows: this boot's verdict, the reporter, the spool."""
+    from .spool import Spool
+
+    spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
+    status = spool.status()
+    now = time.time()
+    return {
+        "verdict": read_json(path(settings, VERDICT)),
+        "reporter": "running" if reporter_running(settings.run_dir) else "not running",
+        "spool": {
+            "directory": settings.spool_dir,
+            "bytes": status.bytes,
+            "dropped": status.dropped,
+            "corrupt": status.corrupt,
+            "rejected": status.rejected,
+            "events": [
+                {
+                    "EventId": r.event.event_id,
+                    "Status": r.event.status,
+                    "Source": r.event.source,
+                    "AgeSeconds": max(0.0, now - r.spooled_at),
+                    "Attempts": r.attempts,
+                    "LastError": r.last_error,
+                }
+                for r in status.records
+            ],
+        },
+    }
