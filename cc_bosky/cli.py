@@ -290,6 +290,10 @@ def _lazy(module: str, function: str) -> Callable[[List[str], Mapping[str, str]]
 SUBCOMMANDS: Dict[str, Callable[[List[str], Mapping[str, str]], int]] = {
     "flush": flush_command,
     "status": status_command,
+    "schema": _lazy("cloudconfig", "schema_command"),
+    "install": _lazy("install", "install_command"),
+    "uninstall": _lazy("install", "uninstall_command"),
+    "doctor": _lazy("doctor", "doctor_command"),
 }
 
 __all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "EXIT_USAGE", "main"]
