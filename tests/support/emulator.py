@@ -67,17 +67,37 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
-def _server_command(host: str, port: int) -> List[str]:
-    """Prefer ``python -m moto.server`` so the test interpreter's moto is used."""
-    if importlib.util.find_spec("moto") is not None and _has_server_module():
-        return [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+#: Run by ``python -c`` before moto's server starts. moto's EventBridge parses the
+#: same eight JSONPath expressions with jsonpath_ng (a PLY grammar, ~19 ms each)
+#: for every event delivered to every matching rule: ~150 ms per event. The
+#: expressions are constant and parsed paths are immutable, so memoising
+#: ``jsonpath_ng.ext.parse`` changes nothing but the time (to ~5 ms per event).
+_FAST_BOOTSTRAP = """
+import functools, sys
+try:
+    import jsonpath_ng.ext as _ext
+    _ext.parse = functools.lru_cache(maxsize=512)(_ext.parse)
+except ImportError:
+    pass
+from moto.server import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _server_command(host: str, port: int, fast_jsonpath: bool = True) -> List[str]:
+    """Prefer this interpreter's moto (the test venv's), else ``moto_server`` on PATH."""
+    args = ["-H", host, "-p", str(port)]
+    if _has_server_module():
+        if fast_jsonpath:
+            return [sys.executable, "-c", _FAST_BOOTSTRAP, *args]
+        return [sys.executable, "-m", "moto.server", *args]
     exe = shutil.which("moto_server")
     if exe is None:
         raise RuntimeError(
             "moto's server is not installed for this interpreter; "
             f"run: {sys.executable} -m pip install 'moto[server]'"
         )
-    return [exe, "-H", host, "-p", str(port)]
+    return [exe, *args]
 
 
 def _has_server_module() -> bool:
@@ -120,7 +140,9 @@ def _close_file(handle: IO[bytes]) -> None:
 class EventBridgeEmulator:
     """``moto_server`` on 127.0.0.1 as a subprocess, with boto3 clients for it.
 
-    Use as a context manager, or call :meth:`start` / :meth:`stop`. The process is
+    Use as a context manager, or call :meth:`start` / :meth:`stop`.
+    ``fast_jsonpath`` (default on) memoises moto's JSONPath parsing in the
+    server, which makes rule delivery ~30x faster without changing results. The process is
     also stopped when this object is garbage-collected or the interpreter exits,
     so a failing test never leaves a server behind.
     """
@@ -131,8 +153,10 @@ class EventBridgeEmulator:
         port: Optional[int] = None,
         region: str = DEFAULT_REGION,
         start_timeout: float = START_TIMEOUT,
+        fast_jsonpath: bool = True,
     ) -> None:
         self.host = host
+        self.fast_jsonpath = fast_jsonpath
         self.port = port or 0
         self.region = region
         self.start_timeout = start_timeout
@@ -184,7 +208,7 @@ class EventBridgeEmulator:
         for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
             env.pop(key, None)
         self._proc = subprocess.Popen(
-            _server_command(self.host, port),
+            _server_command(self.host, port, self.fast_jsonpath),
             stdin=subprocess.DEVNULL,
             stdout=self._log,  # a file, never a pipe: moto logs every request
             stderr=subprocess.STDOUT,
