@@ -1,0 +1,128 @@
+"""bosky's stanza within cloud-init's own cloud-config schema.
+
+cloud-init validates user data against a schema with
+``additionalProperties: false`` and warns about the unknown ``bosky`` key
+(from 23.4 that warning makes the boot "degraded"; canonical/cloud-init#5558:
+custom modules cannot register keys). Here the schema is extended with
+bosky's stanza, to check a file (``bosky schema FILE``) and to tell whether a
+boot's schema warning was about nothing but the ``bosky`` key.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from . import config, schemas
+from .errors import EXIT_OK, ConfigError, UsageError
+
+_SCHEMA_WARNING = re.compile(r"schema|invalid cloud-config", re.IGNORECASE)
+_CLOUD_CONFIG_FILES = ("cloud-config.txt", "vendor-cloud-config.txt", "vendor2-cloud-config.txt")
+
+
+def stanza_schema() -> Dict[str, Any]:
+    schema = copy.deepcopy(schemas.load("config"))
+    for key in ("$schema", "id", "title"):
+        schema.pop(key, None)
+    return schema
+
+
+def extended_schema() -> Dict[str, Any]:
+    """cloud-init's cloud-config schema with ``bosky`` as a known key."""
+    from cloudinit.config.schema import get_schema
+
+    schema: Dict[str, Any] = copy.deepcopy(get_schema())
+    schema.setdefault("properties", {})["bosky"] = stanza_schema()
+    return schema
+
+
+def problems(cloud_config: Any) -> Tuple[List[str], bool]:
+    """Schema errors in a cloud-config mapping, and whether cloud-init's own
+    schema was used (False where cloud-init is not installed)."""
+    if not isinstance(cloud_config, dict):
+        return ["(top level): a cloud-config file must be a mapping of keys"], False
+    try:
+        schema = extended_schema()
+    except Exception:  # no cloud-init here: check what bosky owns
+        return config.problems(cloud_config.get("bosky", {}), "bosky"), False
+    return _validate(cloud_config, schema), True
+
+
+def _validate(cloud_config: Dict[str, Any], schema: Dict[str, Any]) -> List[str]:
+    try:  # 22.x and later: cloud-init's validator, deprecations are not errors
+        from cloudinit.config.schema import SchemaDeprecationError, get_jsonschema_validator
+
+        validator_cls, format_checker = get_jsonschema_validator()
+        validator = validator_cls(schema, format_checker=format_checker())
+        return [
+            f"{'.'.join(str(p) for p in e.path) or '(top level)'}: {e.message}"
+            for e in sorted(validator.iter_errors(cloud_config), key=lambda e: list(e.path))
+            if not isinstance(e, SchemaDeprecationError)
+        ]
+    except ImportError:  # 20.x
+        from cloudinit.config.schema import SchemaValidationError, validate_cloudconfig_schema
+
+        try:
+            validate_cloudconfig_schema(cloud_config, schema, strict=True)
+        except SchemaValidationError as exc:
+            return [f"{path or '(top level)'}: {msg}" for path, msg in exc.schema_errors]
+        return []
+
+
+def is_only_bosky_schema_warning(level: str, message: str, cloud_data_dir: str) -> bool:
+    """True when a recoverable error is cloud-init's schema warning and the
+    instance's cloud-config is valid once ``bosky`` is a known key."""
+    if level.upper() != "WARNING" or not _SCHEMA_WARNING.search(message):
+        return False
+    instance = os.path.join(cloud_data_dir, "instance")
+    checked = 0
+    for name in _CLOUD_CONFIG_FILES:
+        data = _load(os.path.join(instance, name))
+        if data is None:
+            continue
+        found, with_cloud_init = problems(data)
+        if found or not with_cloud_init:
+            return False
+        checked += 1
+    return checked > 0
+
+
+def _load(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(16 * 1024 * 1024)
+    except OSError:
+        return None
+    try:
+        data = config.parse_yaml(raw, path)
+    except ConfigError:
+        return {"__unreadable__": path}  # not valid: keep the warning
+    return data
+
+
+def schema_command(argv: List[str], environ: Mapping[str, str]) -> int:
+    """``bosky schema FILE``: check a cloud-config file, bosky's stanza included."""
+    import argparse
+
+    from .cli import _Parser
+
+    p = _Parser(prog="bosky schema", description="Validate a cloud-config file against "
+                "cloud-init's schema extended with bosky's stanza.")
+    p.add_argument("file", help="a #cloud-config file, or a /etc/cloud/cloud.cfg.d/ file")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    try:
+        with open(args.file, "rb") as f:
+            raw = f.read(16 * 1024 * 1024)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    data = config.parse_yaml(raw, args.file)
+    found, with_cloud_init = problems(data)
+    if found:
+        raise ConfigError(f"{args.file}: " + "; ".join(found))
+    scope = "cloud-init's schema with bosky's stanza" if with_cloud_init else \
+        "bosky's stanza only (cloud-init is not installed for this Python)"
+    print(f"{args.file}: valid ({scope})")
+    return EXIT_OK

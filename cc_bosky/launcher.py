@@ -1,0 +1,103 @@
+"""What the cloud-init module does inside a stage: settle config, start the reporter.
+
+This runs inside cloud-init's process, so it must be quick (well under 20 ms)
+and must never raise into cloud-init: it reads its settings, starts the
+background reporter, and returns. The reporter is a separate process in its
+own session because the verdict only exists after cloud-init's last module
+has run (cloud-init's units use KillMode=process, so it outlives the stage).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from typing import Any, List, Mapping, Optional, Tuple
+
+from . import config, state
+from .errors import ConfigError
+
+LOG = logging.getLogger(__name__)
+CLOUD_RUN_DIR = "/run/cloud-init"
+CLOUD_DATA_DIR = "/var/lib/cloud"
+
+
+def boot_settings(stanza: Any, base_file: str = config.DEFAULT_CONFIG_FILE
+                  ) -> Tuple[config.Settings, List[str]]:
+    """Settings for this boot: defaults, ``/etc/bosky/config.yaml``, then the
+    cloud-config stanza; invalid keys are dropped and reported, not fatal."""
+    problems: List[str] = []
+    try:
+        from_file, bad = config.lenient(config.read_file(base_file, required=False), base_file)
+        problems += bad
+    except ConfigError as exc:
+        from_file, problems = {}, [str(exc)]
+    from_stanza, bad = config.lenient({} if stanza is None else stanza, "bosky")
+    return config.build(from_file, from_stanza), problems + bad
+
+
+def current_stage(cloud_run_dir: str) -> Optional[str]:
+    """The stage cloud-init is running now, as its status.json says."""
+    record = state.read_json(os.path.join(cloud_run_dir, "status.json"))
+    stage = (record or {}).get("v1", {}).get("stage")
+    return stage if isinstance(stage, str) else None
+
+
+def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
+                   cloud_data_dir: str = CLOUD_DATA_DIR,
+                   cloud_init_version: Optional[str] = None) -> Optional[int]:
+    """Start this boot's reporter unless one runs already; returns its pid."""
+    settings, problems = boot_settings(stanza)
+    if problems:
+        LOG.warning("bosky: ignoring invalid configuration: %s", "; ".join(problems))
+    state.ensure_run_dir(settings.run_dir)
+    in_final = current_stage(cloud_run_dir) == "modules-final"
+    if in_final:
+        # Lets the reporter tell "still running" from "gone without result.json".
+        _write(state.path(settings, state.FINAL_PID), str(os.getpid()))
+    lock = state.try_lock(state.path(settings, state.LOCK))
+    if lock is None:
+        LOG.debug("bosky: reporter already running for this boot")
+        return None
+    try:
+        job = {
+            "settings": _as_json(settings),
+            "config_warnings": problems,
+            "cloud_run_dir": cloud_run_dir,
+            "cloud_data_dir": cloud_data_dir,
+            "cloud_init_version": cloud_init_version,
+            "started_in": "modules-final" if in_final else "early",
+        }
+        job_file = state.path(settings, state.JOB)
+        state.write_json(job_file, job)
+        return _spawn(job_file, lock)
+    finally:
+        os.close(lock)  # the reporter holds the lock through its own copy
+
+
+def _spawn(job_file: str, lock: int) -> int:
+    env = dict(os.environ, BOSKY_REPORTER_LOCK_FD=str(lock))
+    with open(os.devnull, "r+b") as null:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cc_bosky.reporter", job_file],
+            stdin=null, stdout=null, stderr=null, env=env,
+            pass_fds=(lock,), start_new_session=True, close_fds=True,
+        )
+    return proc.pid
+
+
+def _as_json(settings: config.Settings) -> Mapping[str, Any]:
+    import dataclasses
+
+    data = dataclasses.asdict(settings)
+    data["send"] = list(settings.send)
+    return data
+
+
+def _write(file: str, text: str) -> None:
+    with open(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(text)
+
+
+__all__ = ["boot_settings", "start_reporter"]

@@ -1,0 +1,268 @@
+"""The boot reporter: waits for cloud-init's verdict and delivers it.
+
+Started by the module (``python -m cc_bosky.reporter JOB``) in its own
+session, holding ``run_dir/reporter.lock`` for its whole life. It polls
+cloud-init's records, sends ``timeout`` once if the deadline passes, sends the
+final verdict when ``result.json`` appears (or ``fail`` if cloud-init is gone
+without one), then keeps flushing the spool for ``flush_window`` seconds and
+exits. Each verdict is spooled before it is sent, so a reporter killed
+mid-send loses nothing: the next boot or ``bosky flush`` sends it, under the
+same EventId.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from . import config, state, verdict
+from .event import Event, make_event, stable_event_id
+from .identity import Identity, identity_from_record, read_boot_id
+from .spool import Spool, SpoolError
+
+LOG = logging.getLogger("bosky.reporter")
+LOG_FILE = "/var/log/bosky.log"
+POLL = 0.1  # result.json to event: the poll adds at most this much
+SLOW_POLL = 2.0  # after a timeout verdict, waiting may go on for hours
+VANISHED_GRACE = 10.0  # the final stage's process is gone; result.json is due by then
+KINDS = ("timeout", "final")
+
+
+class Reporter:
+    def __init__(self, settings: config.Settings, job: Mapping[str, Any],
+                 environ: Mapping[str, str],
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self.job = job
+        self.environ = environ
+        self.clock = clock
+        self.sleep = sleep
+        self.cloud_run_dir = str(job.get("cloud_run_dir") or "/run/cloud-init")
+        self.cloud_data_dir = str(job.get("cloud_data_dir") or "/var/lib/cloud")
+        self.spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
+        self.started = clock()
+
+    # -- the life of a reporter -----------------------------------------
+
+    def run(self) -> None:
+        self._flush(budget=min(5.0, self.settings.send_timeout))  # earlier boots' leftovers
+        final = self.wait_for_verdict()
+        if final is not None:
+            self.report("final", final)
+        self._flush_window()
+
+    def wait_for_verdict(self) -> Optional[verdict.Verdict]:
+        give_up = self.settings.deadline + max(3600.0, 3.0 * self.settings.deadline)
+        gone_since: Optional[float] = None
+        while True:
+            records = verdict.read_records(self.cloud_run_dir)
+            if records.finished:
+                return verdict.final_verdict(records, self.settings.degraded_is,
+                                             self._ignore_recoverable)
+            elapsed = self.clock() - (verdict.first_start(records.status) or self.started)
+            if elapsed >= self.settings.deadline and not state.was_sent(self._run, "timeout"):
+                self.report("timeout", verdict.timeout_verdict(records, self.settings.deadline,
+                                                               elapsed))
+            if self._final_stage_gone():
+                gone_since = gone_since or self.clock()
+                if self.clock() - gone_since >= VANISHED_GRACE:
+                    return verdict.vanished_verdict(
+                        records, "the final stage's process exited and no result.json followed")
+            if elapsed >= give_up:
+                LOG.warning("giving up: cloud-init has not finished after %.0f s", elapsed)
+                return None
+            self.sleep(SLOW_POLL if state.was_sent(self._run, "timeout") else POLL)
+
+    @property
+    def _run(self) -> str:
+        return self.settings.run_dir
+
+    def _final_stage_gone(self) -> bool:
+        try:
+            with open(state.path(self.settings, state.FINAL_PID), encoding="ascii") as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return False
+        return not _alive(pid)
+
+    # -- sending -----------------------------------------------------------
+
+    def report(self, kind: str, found: verdict.Verdict) -> None:
+        """Build, spool and send one verdict, at most once per boot and kind."""
+        if not state.mark_sent(self._run, kind):
+            return
+        event = self.build_event(kind, found)
+        state.write_json(state.path(self.settings, state.VERDICT), {
+            **event.detail, "Sent": event.status in self.settings.send})
+        if event.status not in self.settings.send:
+            LOG.info("%s verdict %s not sent (send: %s)", kind, event.status,
+                     ", ".join(self.settings.send))
+            return
+        region = self.settings.region or str(event.detail.get("Region") or "")
+        if not region:
+            LOG.error("%s verdict %s not sent: no region configured or known", kind, event.status)
+            return
+        try:
+            self.spool.put(event, region, self.settings.endpoint_url, "not sent yet")
+        except SpoolError as exc:  # disk full: still send, from memory
+            LOG.error("%s; sending %s without a spool copy", exc, event.event_id)
+            self._send_unspooled(event, region)
+            return
+        report = self._flush(budget=self.settings.send_timeout)
+        LOG.info("%s verdict %s (%s): delivered %d, still spooled %d", kind, event.status,
+                 event.event_id, report.delivered, report.remaining)
+
+    def build_event(self, kind: str, found: verdict.Verdict) -> Event:
+        ident = self._identity()
+        boot_key = f"{ident.boot_id or '-'}:{verdict.first_start(self._status()) or 0:.3f}"
+        extra: Dict[str, Any] = dict(found.fields)
+        version = self.job.get("cloud_init_version")
+        if version:
+            extra["CloudInitVersion"] = str(version)
+        first = self._first_boot(ident.instance_id)
+        if first is not None:
+            extra["FirstBoot"] = first
+        warnings = [str(w) for w in self.job.get("config_warnings") or []]
+        if warnings:
+            extra["ConfigWarnings"] = warnings
+        if self.settings.log_lines:
+            from .logtail import OUTPUT_LOG, tail
+
+            extra["LogTail"] = tail(OUTPUT_LOG, self.settings.log_lines)
+        from .arns import instance_arn
+
+        region = self.settings.region or ident.region
+        return make_event(
+            source=self.settings.project,
+            detail_type=self.settings.detail_type,
+            status=found.status,
+            message=found.message,
+            identity=ident.detail_fields(),
+            origin="boot",
+            resources=(instance_arn(ident.instance_id, region, ident.account_id),)
+            if ident.instance_id else (),
+            event_bus=self.settings.event_bus,
+            extra=extra,
+            event_id=stable_event_id(ident.instance_id or "-", boot_key, kind),
+        )
+
+    def _identity(self) -> Identity:
+        import dataclasses
+        import socket
+
+        record = state.read_json(os.path.join(self.cloud_run_dir, "instance-data.json"))
+        ident = identity_from_record(record)
+        if not ident.instance_id:
+            from .identity import from_imds
+
+            ident = from_imds(self.environ)
+        return dataclasses.replace(ident, boot_id=read_boot_id(),
+                                   hostname=ident.hostname or socket.gethostname() or None)
+
+    def _status(self) -> Optional[Dict[str, Any]]:
+        return verdict.read_records(self.cloud_run_dir).status
+
+    def _first_boot(self, instance_id: Optional[str]) -> Optional[bool]:
+        """True when cloud-init saw no earlier boot of this instance id."""
+        previous = _read_text(os.path.join(self.cloud_data_dir, "data", "previous-instance-id"))
+        if previous is None or not instance_id:
+            return None
+        return previous != instance_id
+
+    def _ignore_recoverable(self, level: str, message: str) -> bool:
+        from .cloudconfig import is_only_bosky_schema_warning
+
+        return is_only_bosky_schema_warning(level, message, self.cloud_data_dir)
+
+    def _flush(self, budget: float) -> Any:
+        from .delivery import flush
+
+        return flush(self.spool, self.environ, budget, self.settings.endpoint_url)
+
+    def _flush_window(self) -> None:
+        from .delivery import flush_for
+
+        if not self.spool.records()[0]:
+            return
+        report = flush_for(self.spool, self.environ, self.settings.flush_window,
+                           self.settings.send_timeout, self.settings.endpoint_url)
+        if report.remaining:
+            LOG.warning("%d event(s) still spooled after the flush window (%s); the next boot "
+                        "or 'bosky flush' retries them", report.remaining, report.last_error)
+
+    def _send_unspooled(self, event: Event, region: str) -> None:
+        from .delivery import send
+        from .sender import Target
+
+        end = self.clock() + max(self.settings.flush_window, self.settings.send_timeout)
+        while self.clock() < end:
+            (result,) = send([event], Target(region, self.settings.endpoint_url,
+                                             self.settings.send_timeout), None, self.environ)
+            if result.outcome.delivered or not result.outcome.retryable:
+                return
+            self.sleep(5.0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not running cloud-init any more.
+    status = _read_text(f"/proc/{pid}/stat") or ""
+    return ") Z " not in status
+
+
+def _read_text(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(4096).strip()
+    except OSError:
+        return None
+
+
+def _setup_logging() -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        handler = logging.StreamHandler(open(fd, "a", encoding="utf-8"))  # noqa: SIM115
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s bosky[%(process)d]: %(levelname)s %(message)s"))
+        LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+
+
+def _hold_lock(settings: config.Settings, environ: Mapping[str, str]) -> Optional[int]:
+    """The reporter lock: inherited from the module, or taken now."""
+    inherited = environ.get("BOSKY_REPORTER_LOCK_FD")
+    if inherited and inherited.isdigit():
+        return int(inherited)
+    return state.try_lock(state.path(settings, state.LOCK))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    _setup_logging()
+    job = state.read_json(args[0]) if args else None
+    if job is None:
+        LOG.error("no readable job file given: %s", args)
+        return 2
+    try:
+        settings = config.build(config.lenient(job.get("settings") or {}, "job")[0])
+        if _hold_lock(settings, os.environ) is None:
+            return 0  # another reporter owns this boot
+        Reporter(settings, job, os.environ).run()
+    except Exception:  # the log is the only place a background process can speak
+        LOG.exception("reporter failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
