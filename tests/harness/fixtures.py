@@ -1,0 +1,121 @@
+"""pytest plugin: fixtures that boot real cloud-init releases.
+
+Register it with ``pytest_plugins = ["tests.harness.fixtures"]`` (in
+tests/conftest.py) or ``-p tests.harness.fixtures``.
+
+* ``cloudinit_release`` (session): one :class:`Release` per supported
+  cloud-init, ids ``20.4.1``, ``22.4.2``, ``25.1.4``; ``BOSKY_RELEASES=25.1.4,22.4.2``
+  runs a subset. Provisioned on first use (downloads; progress on stderr).
+* ``imds`` (function): a running :class:`MetadataServer`.
+* ``instance`` (function): a factory ``instance(env=None, **kwargs) -> Instance``
+  whose instances use ``cloudinit_release``, ``imds`` and ``tmp_path``.
+
+Tests that use them get the ``cloudinit`` marker (deselect with
+``-m "not cloudinit"``) and are skipped, with the reason, where namespaces
+cannot be made (not root, no ``unshare``).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+
+from .boot import Instance
+from .imds import MetadataServer
+from .releases import RELEASE_IDS, Release, ensure_release
+
+BOOT_FIXTURES = frozenset({"cloudinit_release", "instance"})
+
+
+def selected_releases() -> tuple[str, ...]:
+    """The releases to test: all, or those named in ``$BOSKY_RELEASES``."""
+    raw = os.environ.get("BOSKY_RELEASES", "")
+    wanted = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not wanted:
+        return RELEASE_IDS
+    unknown = [w for w in wanted if w not in RELEASE_IDS]
+    if unknown:
+        raise pytest.UsageError(f"BOSKY_RELEASES names unknown releases {unknown}; have {RELEASE_IDS}")
+    return wanted
+
+
+@functools.lru_cache(maxsize=None)
+def namespace_problem() -> Optional[str]:
+    """Why booting cannot work here (None when it can): checked once per session."""
+    if os.geteuid() != 0:
+        return "booting cloud-init needs root (mount/net/pid namespaces via unshare)"
+    if shutil.which("unshare") is None:
+        return "booting cloud-init needs unshare (util-linux)"
+    cmd = [
+        "unshare", "--mount", "--net", "--pid", "--fork", "--kill-child",
+        "--mount-proc", "--uts", "--propagation", "private", "--", "true",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare does not work here: {exc}"
+    if proc.returncode != 0:
+        return f"unshare does not work here: {proc.stderr.strip()}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that boots cloud-init, so ``-m "not cloudinit"`` skips them."""
+    for item in items:
+        if BOOT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cloudinit)
+
+
+@pytest.fixture(scope="session", params=selected_releases())
+def cloudinit_release(request: pytest.FixtureRequest) -> Release:
+    """A provisioned cloud-init release (cached across sessions)."""
+    problem = namespace_problem()
+    if problem:
+        pytest.skip(problem)
+    version: str = request.param
+    return ensure_release(version)
+
+
+@pytest.fixture
+def imds() -> Iterator[MetadataServer]:
+    """A fresh IMDS emulator on 127.0.0.1 (IMDSv2 tokens required)."""
+    with MetadataServer() as server:
+        yield server
+
+
+_DEFAULT: Any = object()
+
+
+@pytest.fixture
+def instance(
+    cloudinit_release: Release, imds: MetadataServer, tmp_path: Path
+) -> Callable[..., Instance]:
+    """Factory for simulated instances: ``instance(env={...}, name="a", **Instance kwargs)``.
+
+    Defaults: this test's release and emulator; each call is a new instance
+    (own disks) unless the same ``name`` is given again.
+    """
+    counter = itertools.count(1)
+
+    def make(
+        env: Optional[Mapping[str, str]] = None,
+        *,
+        name: Optional[str] = None,
+        release: Optional[Release] = None,
+        imds: Optional[MetadataServer] = _DEFAULT,
+        **kwargs: Any,
+    ) -> Instance:
+        server = imds_default if imds is _DEFAULT else imds
+        root = tmp_path / (name or f"instance-{next(counter)}")
+        return Instance(release or cloudinit_release, root, imds=server, env=env, **kwargs)
+
+    imds_default = imds
+    return make
