@@ -129,7 +129,7 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
         message=message,
         identity=ident.detail_fields(),
         origin="command",
-        resources=(instance_arn(ident.instance_id, region, ident.account_id),)
+        resources=(instance_arn(ident.instance_id, ident.region or region, ident.account_id),)
         if ident.instance_id else (),
         event_bus=settings.event_bus,
     )
@@ -191,6 +191,7 @@ def config_template() -> str:
     lines = [
         "# bosky configuration: /etc/bosky/config.yaml, or the `bosky:` stanza of cloud-config.",
         "# Precedence: flags, then environment (BOSKY_<KEY>), then this file, then defaults.",
+        "# Uncomment a '#key: value' line to change a setting.",
         "",
     ]
     for key, spec in config.schema()["properties"].items():
@@ -199,7 +200,7 @@ def config_template() -> str:
             lines.append(f"# One of: {', '.join(spec['enum'])}.")
         default = spec.get("default")
         value = json.dumps(default) if default is not None else "<unset>"
-        lines.append(f"# {key}: {value}")
+        lines.append(f"#{key}: {value}")
         lines.append("")
     return "\n".join(lines)
 

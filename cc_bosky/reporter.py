@@ -144,7 +144,7 @@ class Reporter:
             message=found.message,
             identity=ident.detail_fields(),
             origin="boot",
-            resources=(instance_arn(ident.instance_id, region, ident.account_id),)
+            resources=(instance_arn(ident.instance_id, ident.region or region, ident.account_id),)
             if ident.instance_id else (),
             event_bus=self.settings.event_bus,
             extra=extra,

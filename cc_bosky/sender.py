@@ -297,9 +297,11 @@ def load_credentials(environ: Mapping[str, str]) -> Any:
 
 
 def _uses_profiles(environ: Mapping[str, str]) -> bool:
-    names = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE",
-             "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
+    """True when a profile could supply credentials the lean chain cannot see."""
+    names = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
     if any(environ.get(n) for n in names):
         return True
     home = environ.get("HOME") or os.path.expanduser("~")
-    return any(os.path.exists(os.path.join(home, ".aws", f)) for f in ("config", "credentials"))
+    files = (environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config"),
+             environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials"))
+    return any(os.path.exists(f) for f in files)
