@@ -302,6 +302,8 @@ def _uses_profiles(environ: Mapping[str, str]) -> bool:
     if any(environ.get(n) for n in names):
         return True
     home = environ.get("HOME") or os.path.expanduser("~")
-    files = (environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config"),
-             environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials"))
+    files = (
+        environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config"),
+        environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials"),
+    )
     return any(os.path.exists(f) for f in files)

@@ -35,8 +35,8 @@ from tests.support.emulator import (
     EventBridgeEmulator,
     make_consumer,
 )
-from tests.support.fixtures import make_aws_env, run_bosky, unique_project
 from tests.support.faultproxy import FaultProxy, TokenBucket
+from tests.support.fixtures import make_aws_env, run_bosky, unique_project
 
 #: No retries, short timeouts: each test sees the first failure as-is.
 NO_RETRY = Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1})
@@ -52,9 +52,7 @@ def entry(source: str, **detail: Any) -> Dict[str, Any]:
     }
 
 
-def events_via(
-    emulator: EventBridgeEmulator, proxy: FaultProxy, config: Config = NO_RETRY
-) -> Any:
+def events_via(emulator: EventBridgeEmulator, proxy: FaultProxy, config: Config = NO_RETRY) -> Any:
     """An EventBridge client whose endpoint is the proxy."""
     return emulator.client("events", endpoint_url=proxy.url, config=config)
 
@@ -85,9 +83,10 @@ def test_event_reaches_queue_through_documented_rule(
 def test_readme_detailtype_pattern_receives_nothing(eventbridge: EventBridgeEmulator) -> None:
     """The original README's ``detailType`` key matches nothing; ``detail-type`` does."""
     project = unique_project()
-    with make_consumer(eventbridge, pattern=DOCUMENTED_PATTERN) as right, make_consumer(
-        eventbridge, pattern=README_WRONG_PATTERN
-    ) as wrong:
+    with (
+        make_consumer(eventbridge, pattern=DOCUMENTED_PATTERN) as right,
+        make_consumer(eventbridge, pattern=README_WRONG_PATTERN) as wrong,
+    ):
         eventbridge.client("events").put_events(Entries=[entry(project)])
 
         received = [e for e in right.drain(settle=0.5) if e["source"] == project]
@@ -295,7 +294,9 @@ def test_delay_after_forward_times_out_but_delivers(
     assert len(consumer.receive(expected=1, timeout=5)) == 1
 
 
-@pytest.mark.parametrize(("status", "code"), [(500, "InternalException"), (503, "ServiceUnavailable")])
+@pytest.mark.parametrize(
+    ("status", "code"), [(500, "InternalException"), (503, "ServiceUnavailable")]
+)
 def test_http_error(
     eventbridge: EventBridgeEmulator,
     fault_proxy: FaultProxy,
@@ -320,8 +321,9 @@ def test_http_error_times_with_botocore_retries(
     """botocore retries 5xx itself: two injected 503s cost three calls, one event."""
     assert consumer.project
     fault_proxy.http_error(503, times=2)
-    retrying = Config(connect_timeout=1, read_timeout=2,
-                      retries={"mode": "standard", "total_max_attempts": 3})
+    retrying = Config(
+        connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 3}
+    )
     result = events_via(eventbridge, fault_proxy, retrying).put_events(
         Entries=[entry(consumer.project)]
     )
@@ -372,8 +374,9 @@ def test_reject_entries_callable_and_all(
 ) -> None:
     assert consumer.project
     client = events_via(eventbridge, fault_proxy)
-    fault_proxy.reject_entries("ThrottlingException",
-                               indexes=lambda i, e: json.loads(e["Detail"])["n"] == 1)
+    fault_proxy.reject_entries(
+        "ThrottlingException", indexes=lambda i, e: json.loads(e["Detail"])["n"] == 1
+    )
     fault_proxy.reject_entries("InternalFailure")  # queued: applies to the next call
     first = client.put_events(Entries=[entry(consumer.project, n=n) for n in range(3)])
     second = client.put_events(Entries=[entry(consumer.project, n=9)])
@@ -387,8 +390,9 @@ def test_reject_entries_callable_and_all(
     assert sorted(e["detail"]["n"] for e in consumer.drain(settle=0.3)) == [0, 2]
 
 
-@settings(max_examples=12, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.booleans(), min_size=1, max_size=10))
 def test_partial_failure_shape_property(
     eventbridge: EventBridgeEmulator,
@@ -436,8 +440,9 @@ def test_retry_after_lost_answer_duplicates(
     """What a retrying client does to consumers when an answer is lost: two events."""
     assert consumer.project
     fault_proxy.drop_after_forward()
-    retrying = Config(connect_timeout=1, read_timeout=2,
-                      retries={"mode": "standard", "total_max_attempts": 2})
+    retrying = Config(
+        connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}
+    )
     events_via(eventbridge, fault_proxy, retrying).put_events(Entries=[entry(consumer.project)])
     assert len(consumer.drain(settle=0.5)) == 2
 
@@ -448,9 +453,16 @@ def test_rate_limit_lets_about_the_rate_through(
     """A 50 calls/s bucket (burst 1) under 4 busy clients for ~2 s: ~100 succeed."""
     rate, duration = 50.0, 2.0
     fault_proxy.rate_limit(rate, burst=1)
-    client = events_via(eventbridge, fault_proxy,
-                        Config(connect_timeout=1, read_timeout=5, max_pool_connections=8,
-                               retries={"total_max_attempts": 1}))
+    client = events_via(
+        eventbridge,
+        fault_proxy,
+        Config(
+            connect_timeout=1,
+            read_timeout=5,
+            max_pool_connections=8,
+            retries={"total_max_attempts": 1},
+        ),
+    )
     outcomes: List[str] = []
     lock = threading.Lock()
     began = time.monotonic()
@@ -518,14 +530,21 @@ def test_emulator_and_proxy_leave_nothing_behind() -> None:
         client = events_via(emulator, proxy)
         client.put_events(Entries=[entry("p")])  # an idle keep-alive connection stays open
         proxy.hang()
-        hung = threading.Thread(
-            target=lambda: pytest.raises(Exception, client.put_events, Entries=[entry("p")])
-        )
+        errors: List[BaseException] = []
+
+        def call_hung() -> None:
+            try:
+                client.put_events(Entries=[entry("p")])
+            except botocore.exceptions.BotoCoreError as exc:
+                errors.append(exc)
+
+        hung = threading.Thread(target=call_hung)
         hung.start()
         time.sleep(0.3)
         assert len(_faultproxy_threads()) >= 2
         proxy.close()
         hung.join(timeout=5)
+        assert [type(e) for e in errors] == [botocore.exceptions.ConnectionClosedError]
         assert _faultproxy_threads() == []
         with pytest.raises(botocore.exceptions.EndpointConnectionError):
             client.put_events(Entries=[entry("p")])
@@ -567,5 +586,35 @@ def test_run_bosky_uses_given_command_env_and_timeout(tmp_path: Any) -> None:
     assert done.returncode == 0
     assert done.stdout.strip() == "http://127.0.0.1:1 ['--pass', 'hi']"
     with pytest.raises(Exception, match="timed out"):
-        run_bosky([], env=env, timeout=0.5,
-                  command=[sys.executable, "-c", "import time; time.sleep(10)"])
+        run_bosky(
+            [], env=env, timeout=0.5, command=[sys.executable, "-c", "import time; time.sleep(10)"]
+        )
+
+
+def test_emulator_dies_with_a_killed_test_run(tmp_path: Any) -> None:
+    """Even SIGKILL of the test process (no teardown at all) leaves no server behind."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import time; from tests.support.emulator import EventBridgeEmulator\n"
+        "e = EventBridgeEmulator().start(); print(e.pid, flush=True); time.sleep(60)\n"
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    try:
+        assert runner.stdout is not None
+        server_pid = int(runner.stdout.readline())
+        assert _alive(server_pid)
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _alive(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(server_pid)

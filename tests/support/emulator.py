@@ -67,20 +67,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
-#: Run by ``python -c`` before moto's server starts. moto's EventBridge parses the
-#: same eight JSONPath expressions with jsonpath_ng (a PLY grammar, ~19 ms each)
-#: for every event delivered to every matching rule: ~150 ms per event. The
-#: expressions are constant and parsed paths are immutable, so memoising
-#: ``jsonpath_ng.ext.parse`` changes nothing but the time (to ~5 ms per event).
-_FAST_BOOTSTRAP = """
-import functools, sys
-try:
-    import jsonpath_ng.ext as _ext
-    _ext.parse = functools.lru_cache(maxsize=512)(_ext.parse)
-except ImportError:
-    pass
+#: Run by ``python -c`` as the server process: ``BOOT <parent pid> <fast 0|1> <moto args>``.
+#:
+#: - A watchdog thread exits the server when its parent (the test run) is gone,
+#:   so even a test run killed with SIGKILL leaves no server behind.
+#: - With fast=1, ``jsonpath_ng.ext.parse`` is memoised. moto's EventBridge
+#:   parses the same eight JSONPath expressions (a PLY grammar, ~19 ms each)
+#:   for every event delivered to every matching rule: ~150 ms per event. The
+#:   expressions are constant and parsed paths are immutable, so the cache
+#:   changes nothing but the time (~5 ms per event).
+_BOOTSTRAP = """
+import functools, os, sys, threading, time
+parent, fast = int(sys.argv[1]), sys.argv[2] == "1"
+def _watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+threading.Thread(target=_watch, name="parent-watchdog", daemon=True).start()
+if fast:
+    try:
+        import jsonpath_ng.ext as _ext
+        _ext.parse = functools.lru_cache(maxsize=512)(_ext.parse)
+    except ImportError:
+        pass
 from moto.server import main
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(sys.argv[3:]))
 """
 
 
@@ -88,9 +99,8 @@ def _server_command(host: str, port: int, fast_jsonpath: bool = True) -> List[st
     """Prefer this interpreter's moto (the test venv's), else ``moto_server`` on PATH."""
     args = ["-H", host, "-p", str(port)]
     if _has_server_module():
-        if fast_jsonpath:
-            return [sys.executable, "-c", _FAST_BOOTSTRAP, *args]
-        return [sys.executable, "-m", "moto.server", *args]
+        flag = "1" if fast_jsonpath else "0"
+        return [sys.executable, "-c", _BOOTSTRAP, str(os.getpid()), flag, *args]
     exe = shutil.which("moto_server")
     if exe is None:
         raise RuntimeError(

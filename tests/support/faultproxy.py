@@ -544,8 +544,14 @@ class FaultProxy:
         """Carry out one counted fault."""
         if fault.kind == "http_error":
             headers, body = _json_error(fault.params["error_type"], "Injected by FaultProxy")
-            return self._reply(h, record, f"http_error:{fault.params['status']}",
-                               fault.params["status"], headers, body)
+            return self._reply(
+                h,
+                record,
+                f"http_error:{fault.params['status']}",
+                fault.params["status"],
+                headers,
+                body,
+            )
         if fault.kind == "throttle":
             return self._throttled(h, record, "throttled")
         if fault.kind == "reject_entries":
@@ -566,8 +572,15 @@ class FaultProxy:
             release.wait(late)
         if upstream is None:
             return self._upstream_failed(h, record)
-        self._reply(h, record, "forwarded", upstream.status, upstream.headers, upstream.body,
-                    reason=upstream.reason)
+        self._reply(
+            h,
+            record,
+            "forwarded",
+            upstream.status,
+            upstream.headers,
+            upstream.body,
+            reason=upstream.reason,
+        )
 
     def _partial_failure(self, h: _Handler, record: RequestRecord, fault: _Fault) -> None:
         """Forward the accepted entries only; answer 200 with per-entry results."""
@@ -580,12 +593,14 @@ class FaultProxy:
             if upstream is None:
                 return self._upstream_failed(h, record)
             if upstream.status != 200:
-                return self._reply(h, record, "forwarded", upstream.status, upstream.headers,
-                                   upstream.body)
+                return self._reply(
+                    h, record, "forwarded", upstream.status, upstream.headers, upstream.body
+                )
             results = list(json.loads(upstream.body.decode("utf-8")).get("Entries", []))
         error = {"ErrorCode": fault.params["code"], "ErrorMessage": fault.params["message"]}
-        merged = [dict(error) if i in rejected else results.pop(0)
-                  for i in range(len(record.entries))]
+        merged = [
+            dict(error) if i in rejected else results.pop(0) for i in range(len(record.entries))
+        ]
         failed = sum(1 for r in merged if "ErrorCode" in r)
         body = json.dumps({"FailedEntryCount": failed, "Entries": merged}).encode()
         self._reply(h, record, "rejected_entries", 200, [("Content-Type", AWS_JSON)], body)
@@ -603,8 +618,9 @@ class FaultProxy:
 
     def _forward(self, h: _Handler, record: RequestRecord, body: bytes) -> Optional[_Upstream]:
         """Send the request upstream with a bounded timeout; None if that failed."""
-        conn = http.client.HTTPConnection(self._up_host, self._up_port,
-                                          timeout=self.upstream_timeout)
+        conn = http.client.HTTPConnection(
+            self._up_host, self._up_port, timeout=self.upstream_timeout
+        )
         try:
             conn.putrequest(h.command, h.path, skip_host=True, skip_accept_encoding=True)
             for name, value in h.headers.items():
