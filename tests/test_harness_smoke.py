@@ -22,7 +22,14 @@ from tests.harness.boot import BootError, BootResult, Instance, parse_module_tim
 from tests.harness.imds import TOKEN_HEADER, TOKEN_TTL_HEADER, MetadataServer
 
 STAGE_NAMES = ["init-local", "init", "modules-config", "modules-final"]
-HOST_DIRS = ["/etc/cloud", "/var/lib/cloud", "/run/cloud-init", "/etc/bosky", "/var/lib/bosky", "/run/bosky"]
+HOST_DIRS = [
+    "/etc/cloud",
+    "/var/lib/cloud",
+    "/run/cloud-init",
+    "/etc/bosky",
+    "/var/lib/bosky",
+    "/run/bosky",
+]
 SCRIPTS_USER_FAILURE = (
     "('scripts_user', RuntimeError('Runparts: 1 failures (part-001) in 1 attempted commands'))"
 )
@@ -92,14 +99,20 @@ def test_metadata_emulator_imdsv2_token_flow() -> None:
             200,
             b"i-0123456789abcdef0",
         )
-        assert _http(f"{base}/latest/meta-data/instance-id", headers={TOKEN_HEADER: "bogus"})[0] == 401
+        assert (
+            _http(f"{base}/latest/meta-data/instance-id", headers={TOKEN_HEADER: "bogus"})[0] == 401
+        )
         # dated API versions alias the same tree; unknown versions do not exist
-        assert _http(f"{base}/2016-09-02/meta-data/placement/region", headers=auth)[1] == b"eu-north-1"
+        assert (
+            _http(f"{base}/2016-09-02/meta-data/placement/region", headers=auth)[1] == b"eu-north-1"
+        )
         assert _http(f"{base}/1999-01-01/meta-data/", headers=auth)[0] == 404
         # directory listings as the Ec2 crawler expects them
         status, listing = _http(f"{base}/latest/meta-data/", headers=auth)
         assert status == 200
-        assert {"instance-id", "placement/", "iam/", "network/"} <= set(listing.decode().split("\n"))
+        assert {"instance-id", "placement/", "iam/", "network/"} <= set(
+            listing.decode().split("\n")
+        )
         # a leaf asked for with a trailing slash (botocore does that)
         assert _http(f"{base}/latest/meta-data/placement/availability-zone/", headers=auth)[1] == (
             b"eu-north-1a"
@@ -286,3 +299,35 @@ def test_host_paths_resolve_symlinks_inside_the_instance(instance: InstanceFacto
     assert resolved == result.paths.var_lib_cloud / "data" / "status.json"
     instance_link = result.ns_path("/var/lib/cloud/instance/boot-finished")
     assert instance_link is not None and Path(instance_link).is_file()
+
+
+def test_loopback_services_named_in_env_are_reachable_inside_the_boot(
+    instance: InstanceFactory, imds: MetadataServer
+) -> None:
+    """The boot has its own network namespace; services on the host's loopback
+    that ``env`` names (and the emulator) are relayed to the same addresses.
+    """
+    with MetadataServer(instance_id="i-0000000000000beef") as other_service:
+        env = {
+            "AWS_ENDPOINT_URL_EVENTS": other_service.url,
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
+        }
+        script = (
+            "#!/bin/bash\n"
+            "set -e\n"
+            "for base in $AWS_ENDPOINT_URL_EVENTS $AWS_EC2_METADATA_SERVICE_ENDPOINT; do\n"
+            "  /usr/bin/python3 -c 'import sys, urllib.request as u\n"
+            "base = sys.argv[1]\n"
+            'put = u.Request(base + "/latest/api/token", method="PUT",\n'
+            '                headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})\n'
+            "token = u.urlopen(put, timeout=5).read().decode()\n"
+            'get = u.Request(base + "/latest/meta-data/instance-id",\n'
+            '                headers={"X-aws-ec2-metadata-token": token})\n'
+            'print("REACHED", u.urlopen(get, timeout=5).read().decode())\' "$base"\n'
+            "done\n"
+        )
+        result = instance(env).boot(user_data=script)
+    _assert_clean(result)
+    assert "REACHED i-0000000000000beef" in result.output_log
+    assert f"REACHED {imds.metadata.instance_id}" in result.output_log
+    assert other_service.paths("PUT") == ["/latest/api/token"]

@@ -43,7 +43,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -354,6 +353,10 @@ class _HostRelay:
 
     def close(self) -> None:
         for listener in self._listeners:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            except OSError:
+                pass
             listener.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -483,7 +486,9 @@ class Instance:
             cfg["datasource_list"] = ["None"]
         return cfg
 
-    def _write_config(self, cfg: Mapping[str, Any], cloud_cfg_d: Mapping[str, Optional[str]]) -> None:
+    def _write_config(
+        self, cfg: Mapping[str, Any], cloud_cfg_d: Mapping[str, Optional[str]]
+    ) -> None:
         etc = self._persistent["etc_cloud"]
         (etc / "cloud.cfg").write_text(json.dumps(cfg, indent=2) + "\n")
         for name, content in cloud_cfg_d.items():
@@ -515,8 +520,9 @@ class Instance:
         instance_id = self.imds.metadata.instance_id if self.imds else "i-00000000000000000"
         if self.aws_platform:
             uuid = _fake_ec2_uuid(instance_id)
-            vendor, product = "Amazon EC2", (
-                self.imds.metadata.instance_type if self.imds else "t3.micro"
+            vendor, product = (
+                "Amazon EC2",
+                (self.imds.metadata.instance_type if self.imds else "t3.micro"),
             )
         else:
             uuid, vendor, product = "5f3a9c1e-0000-4000-8000-b05e1a5e0001", "QEMU", "Standard PC"

@@ -43,11 +43,13 @@ def selected_releases() -> tuple[str, ...]:
         return RELEASE_IDS
     unknown = [w for w in wanted if w not in RELEASE_IDS]
     if unknown:
-        raise pytest.UsageError(f"BOSKY_RELEASES names unknown releases {unknown}; have {RELEASE_IDS}")
+        raise pytest.UsageError(
+            f"BOSKY_RELEASES names unknown releases {unknown}; have {RELEASE_IDS}"
+        )
     return wanted
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def namespace_problem() -> Optional[str]:
     """Why booting cannot work here (None when it can): checked once per session."""
     if os.geteuid() != 0:

@@ -266,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "EC2ws"
     sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence the default stderr access log; ``requests`` records everything."""
 
     # -- plumbing ----------------------------------------------------------

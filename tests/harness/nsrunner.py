@@ -144,9 +144,7 @@ def start_relays(ports: list[int], socket_dir: str) -> list[str]:
                 if family == socket.AF_INET:
                     problems.append(f"relay {address}:{port}: {exc}")
                 continue
-            threading.Thread(
-                target=_serve_relay, args=(listener, unix_path), daemon=True
-            ).start()
+            threading.Thread(target=_serve_relay, args=(listener, unix_path), daemon=True).start()
     return problems
 
 
@@ -155,9 +153,9 @@ def run_stage(stage: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
     out_dir = plan["boot_dir"]
     started = time.monotonic()
     result: dict[str, Any] = {"name": stage["name"], "argv": stage["argv"], "timed_out": False}
-    with open(os.path.join(out_dir, f"{stage['name']}.stdout"), "wb") as out, open(
-        os.path.join(out_dir, f"{stage['name']}.stderr"), "wb"
-    ) as err:
+    stdout_path = os.path.join(out_dir, f"{stage['name']}.stdout")
+    stderr_path = os.path.join(out_dir, f"{stage['name']}.stderr")
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         try:
             proc = subprocess.run(
                 stage["argv"],

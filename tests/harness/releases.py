@@ -455,10 +455,13 @@ def ensure_release(version: str) -> Release:
         if not _is_usable(release):
             raise HarnessSetupError(f"cloud-init {version}: build finished but is not usable")
         _write_stamp(stamp, spec, debian_version)
-        _progress(f"cloud-init {version} ({debian_version}) ready in {time.monotonic() - started:.0f}s")
+        _progress(
+            f"cloud-init {version} ({debian_version}) ready in {time.monotonic() - started:.0f}s"
+        )
         return release
 
 
-if __name__ == "__main__":  # pragma: no cover - manual provisioning: python -m tests.harness.releases
+# Manual provisioning: python -m tests.harness.releases [VERSION ...]
+if __name__ == "__main__":  # pragma: no cover
     for release_id in sys.argv[1:] or RELEASE_IDS:
         print(ensure_release(release_id))
