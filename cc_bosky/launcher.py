@@ -13,7 +13,7 @@ import logging
 import os
 import subprocess
 import sys
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from . import config, state
 from .errors import ConfigError
@@ -23,18 +23,25 @@ CLOUD_RUN_DIR = "/run/cloud-init"
 CLOUD_DATA_DIR = "/var/lib/cloud"
 
 
-def boot_settings(stanza: Any, base_file: str = config.DEFAULT_CONFIG_FILE
+def boot_settings(stanza: Any, environ: Mapping[str, str],
+                  base_file: str = config.DEFAULT_CONFIG_FILE
                   ) -> Tuple[config.Settings, List[str]]:
-    """Settings for this boot: defaults, ``/etc/bosky/config.yaml``, then the
-    cloud-config stanza; invalid keys are dropped and reported, not fatal."""
+    """Settings for this boot: defaults, ``/etc/bosky/config.yaml``, the
+    environment (e.g. ``AWS_ENDPOINT_URL_EVENTS``), then the cloud-config
+    stanza, the most specific; invalid keys are dropped and reported, not fatal."""
     problems: List[str] = []
-    try:
-        from_file, bad = config.lenient(config.read_file(base_file, required=False), base_file)
+    layers: List[Dict[str, Any]] = []
+    for origin in (base_file, "environment"):
+        try:
+            raw = (config.read_file(base_file, required=False) if origin == base_file
+                   else config.from_env(environ))
+            good, bad = config.lenient(raw, origin)
+        except ConfigError as exc:
+            good, bad = {}, [str(exc)]
+        layers.append(good)
         problems += bad
-    except ConfigError as exc:
-        from_file, problems = {}, [str(exc)]
     from_stanza, bad = config.lenient({} if stanza is None else stanza, "bosky")
-    return config.build(from_file, from_stanza), problems + bad
+    return config.build(*layers, from_stanza), problems + bad
 
 
 def current_stage(cloud_run_dir: str) -> Optional[str]:
@@ -48,7 +55,7 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
                    cloud_data_dir: str = CLOUD_DATA_DIR,
                    cloud_init_version: Optional[str] = None) -> Optional[int]:
     """Start this boot's reporter unless one runs already; returns its pid."""
-    settings, problems = boot_settings(stanza)
+    settings, problems = boot_settings(stanza, os.environ)
     if problems:
         LOG.warning("bosky: ignoring invalid configuration: %s", "; ".join(problems))
     state.ensure_run_dir(settings.run_dir)

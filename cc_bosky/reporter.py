@@ -64,7 +64,9 @@ class Reporter:
             if records.finished:
                 return verdict.final_verdict(records, self.settings.degraded_is,
                                              self._ignore_recoverable)
-            elapsed = self.clock() - (verdict.first_start(records.status) or self.started)
+            elapsed = verdict.elapsed(records.status, self.clock(), verdict.read_uptime())
+            if elapsed is None:
+                elapsed = self.clock() - self.started
             if elapsed >= self.settings.deadline and not state.was_sent(self._run, "timeout"):
                 self.report("timeout", verdict.timeout_verdict(records, self.settings.deadline,
                                                                elapsed))
@@ -168,11 +170,26 @@ class Reporter:
         return verdict.read_records(self.cloud_run_dir).status
 
     def _first_boot(self, instance_id: Optional[str]) -> Optional[bool]:
-        """True when cloud-init saw no earlier boot of this instance id."""
-        previous = _read_text(os.path.join(self.cloud_data_dir, "data", "previous-instance-id"))
-        if previous is None or not instance_id:
+        """True the first time this instance id reports a boot verdict.
+
+        cloud-init's own previous-instance-id is rewritten by every stage, so
+        by the time a verdict exists it names this instance even on its first
+        boot; bosky keeps its own record beside the spool (on the disk, which
+        an AMI carries to new instances under other ids).
+        """
+        if not instance_id:
             return None
-        return previous != instance_id
+        seen = os.path.join(os.path.dirname(self.settings.spool_dir.rstrip("/")), "instances")
+        try:
+            os.makedirs(seen, mode=0o700, exist_ok=True)
+            fd = os.open(os.path.join(seen, instance_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                         0o600)
+        except FileExistsError:
+            return False
+        except OSError:
+            return None
+        os.close(fd)
+        return True
 
     def _ignore_recoverable(self, level: str, message: str) -> bool:
         from .cloudconfig import is_only_bosky_schema_warning

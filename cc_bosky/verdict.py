@@ -81,6 +81,29 @@ def first_start(status: Optional[Dict[str, Any]]) -> Optional[float]:
     return min(starts) if starts else None
 
 
+def elapsed(status: Optional[Dict[str, Any]], now: float,
+            uptime: Optional[float]) -> Optional[float]:
+    """Seconds since cloud-init began this boot, or None if unknown.
+
+    Releases up to 22.x record stage times as epoch seconds, later ones as
+    seconds of uptime; a value that small is uptime.
+    """
+    start = first_start(status)
+    if start is None:
+        return None
+    if start < 1e9:
+        return None if uptime is None else max(0.0, uptime - start)
+    return max(0.0, now - start)
+
+
+def read_uptime(path: str = "/proc/uptime") -> Optional[float]:
+    try:
+        with open(path, encoding="ascii") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def stage_durations(status: Optional[Dict[str, Any]]) -> Dict[str, float]:
     out: Dict[str, float] = {}
     for name in STAGES:
