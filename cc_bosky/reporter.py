@@ -46,6 +46,7 @@ class Reporter:
         self.cloud_data_dir = str(job.get("cloud_data_dir") or "/var/lib/cloud")
         self.spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
         self.started = clock()
+        self._first: Optional[bool]
 
     # -- the life of a reporter -----------------------------------------
 
@@ -126,7 +127,9 @@ class Reporter:
         version = self.job.get("cloud_init_version")
         if version:
             extra["CloudInitVersion"] = str(version)
-        first = self._first_boot(ident.instance_id)
+        if not hasattr(self, "_first"):  # the claim below is made once per boot
+            self._first = self._first_boot(ident.instance_id)
+        first = self._first
         if first is not None:
             extra["FirstBoot"] = first
         warnings = [str(w) for w in self.job.get("config_warnings") or []]

@@ -61,14 +61,23 @@ PIP_TIMEOUT = 1200.0
 LOCK_TIMEOUT = 3600.0
 
 
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower()
+
+
 @dataclass(frozen=True)
 class ReleaseSpec:
     """What one supported release is built from.
 
-    ``requirements`` are extra pip requirement strings; they come after
-    :data:`COMMON_REQUIREMENTS`, so a pin here (``jsonschema<4``) narrows the
-    unpinned name there.
+    ``requirements`` are pip requirement strings; one naming a package of
+    :data:`COMMON_REQUIREMENTS` (``jsonschema==4.26.0``) replaces that entry.
     """
+
+    def pip_requirements(self) -> list[str]:
+        """What to pip-install: the common names, pinned where the spec pins them."""
+        pinned = {_requirement_name(r): r for r in self.requirements}
+        common = [pinned.pop(name.lower(), name) for name in COMMON_REQUIREMENTS]
+        return common + list(pinned.values())
 
     version: str
     suite: str
@@ -76,14 +85,39 @@ class ReleaseSpec:
     requirements: tuple[str, ...] = ()
 
 
+#: Versions known to work with every release (each booted with them: no
+#: release needed an older library, not even 20.4.1 with jsonschema 4.x);
+#: pinned so a new upstream release cannot break old cloud-init silently.
+#: 20.4.1's Python 3.9 caps boto3 at 1.42.x. Changing a pin rebuilds the venv.
+_PINS_PY39 = (
+    "Jinja2==3.1.6",
+    "PyYAML==6.0.3",
+    "jsonschema==4.25.1",
+    "requests==2.32.5",
+    "configobj==5.0.9",
+    "jsonpatch==1.33",
+    "oauthlib==4.0.1",
+    "boto3==1.42.97",
+)
+_PINS_MODERN = (
+    "Jinja2==3.1.6",
+    "PyYAML==6.0.4",
+    "jsonschema==4.26.0",
+    "requests==2.34.2",
+    "configobj==5.0.9",
+    "jsonpatch==1.48",
+    "oauthlib==4.0.1",
+    "boto3==1.44.8",
+)
+
 #: The releases Debian ships, with the Python its suite ships (20.4.1 breaks
 #: on 3.10+: ``collections.Iterable`` and friends were removed).
 RELEASE_SPECS: dict[str, ReleaseSpec] = {
     spec.version: spec
     for spec in (
-        ReleaseSpec("20.4.1", "bullseye", "3.9"),
-        ReleaseSpec("22.4.2", "bookworm", "3.11"),
-        ReleaseSpec("25.1.4", "trixie", "3.13"),
+        ReleaseSpec("20.4.1", "bullseye", "3.9", _PINS_PY39),
+        ReleaseSpec("22.4.2", "bookworm", "3.11", _PINS_MODERN),
+        ReleaseSpec("25.1.4", "trixie", "3.13", _PINS_MODERN),
     )
 }
 
@@ -365,7 +399,7 @@ def _make_venv(spec: ReleaseSpec, venv: Path) -> Path:
     _progress(f"cloud-init {spec.version}: venv with {interpreter}")
     _run([str(interpreter), "-m", "venv", str(venv)], timeout=300)
     python = venv / "bin" / "python"
-    requirements = [*COMMON_REQUIREMENTS, *spec.requirements]
+    requirements = spec.pip_requirements()
     _progress(f"cloud-init {spec.version}: pip install {' '.join(requirements)}")
     _run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
@@ -383,7 +417,7 @@ def _stamp_payload(spec: ReleaseSpec) -> dict[str, object]:
         "version": spec.version,
         "suite": spec.suite,
         "python": spec.python,
-        "requirements": [*COMMON_REQUIREMENTS, *spec.requirements],
+        "requirements": spec.pip_requirements(),
         "layout": 1,
     }
 
