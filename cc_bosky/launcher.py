@@ -56,8 +56,6 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
                    cloud_init_version: Optional[str] = None) -> Optional[int]:
     """Start this boot's reporter unless one runs already; returns its pid."""
     settings, problems = boot_settings(stanza, os.environ)
-    if problems:
-        LOG.warning("bosky: ignoring invalid configuration: %s", "; ".join(problems))
     state.ensure_run_dir(settings.run_dir)
     in_final = current_stage(cloud_run_dir) == "modules-final"
     if in_final:
@@ -67,6 +65,8 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
     if lock is None:
         LOG.debug("bosky: reporter already running for this boot")
         return None
+    if problems:  # once per boot: only the stage that starts the reporter says it
+        LOG.warning("bosky: ignoring invalid configuration: %s", "; ".join(problems))
     try:
         job = {
             "settings": _as_json(settings),

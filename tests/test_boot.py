@@ -1,0 +1,210 @@
+"""Boots of real cloud-init releases, each reporting its own verdict.
+
+Every test boots a Debian-packaged cloud-init (20.4.1, 22.4.2, 25.1.4)
+through all four stages with cloud-init's Ec2 datasource reading the metadata
+emulator; the reporter gets the instance role's credentials from that
+emulator too, and the assertion is on what a consumer's queue receives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Callable, Dict, List
+
+import pytest
+
+from tests.conftest import assert_valid_event
+
+pytestmark = [pytest.mark.cloudinit]
+
+MAX_MODULE_SECONDS = 0.020
+
+
+@pytest.fixture
+def fleet(instance: Callable[..., Any], imds: Any, eventbridge: Any) -> Callable[..., Any]:
+    """Instances in the consumer's region whose only AWS settings are what an
+    EC2 instance has: the metadata service (identity and role credentials)."""
+    imds.metadata = dataclasses.replace(imds.metadata, region="us-east-1")
+
+    def make(**kwargs: Any) -> Any:
+        env = {"AWS_ENDPOINT_URL_EVENTS": eventbridge.url,
+               "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
+        return instance(env=env, **kwargs)
+
+    return make
+
+
+def stanza(consumer: Any, **extra: Any) -> str:
+    lines = [f"  project: {consumer.project}", "  flush_window: 10"]
+    lines += [f"  {k}: {v}" for k, v in extra.items()]
+    return "bosky:\n" + "\n".join(lines) + "\n"
+
+
+def multipart(*parts: tuple) -> str:  # type: ignore[type-arg]
+    out = ['Content-Type: multipart/mixed; boundary="BOSKY"', "MIME-Version: 1.0", ""]
+    for content_type, body in parts:
+        out += ["--BOSKY", f"Content-Type: {content_type}", "", body]
+    out.append("--BOSKY--")
+    return "\n".join(out) + "\n"
+
+
+def verdicts(consumer: Any, expected: int = 1) -> List[Dict[str, Any]]:
+    events = consumer.receive(expected=expected, timeout=20) + consumer.drain(settle=1.0)
+    return events
+
+
+def only_verdict(consumer: Any, validator: Any) -> Dict[str, Any]:
+    events = verdicts(consumer)
+    assert len(events) == 1, [e["detail"]["Status"] for e in events]
+    assert events[0]["detail-type"] == "User Data"
+    return assert_valid_event(events[0], validator)
+
+
+def assert_quick(boot: Any) -> None:
+    timings = boot.module_timings()
+    assert timings, "cloud-init's log shows no config-bosky timing"
+    assert all(t <= MAX_MODULE_SECONDS for t in timings.values()), timings
+
+
+def test_failing_user_data_script_reports_fail_naming_scripts_user(fleet, consumer,
+                                                                   detail_validator) -> None:
+    inst = fleet()
+    user_data = multipart(
+        ("text/cloud-config", "#cloud-config\n" + stanza(consumer)),
+        ("text/x-shellscript", "#!/bin/bash\necho 'fetching artifact'\necho 'HTTP 404' >&2\n"
+                               "exit 1\n"),
+    )
+    boot = inst.boot(user_data=user_data, wait_reporter=60)
+    detail = only_verdict(consumer, detail_validator)
+    assert detail["Status"] == "fail"
+    assert detail["FailedModules"] == ["scripts_user"]
+    assert any("scripts_user" in e for e in detail["Errors"])
+    assert "fetching artifact" in detail["LogTail"] and "HTTP 404" in detail["LogTail"]
+    assert detail["InstanceId"] == inst.imds.metadata.instance_id
+    assert detail["CloudInitVersion"].startswith(inst.release.version)
+    assert set(detail["Stages"]) == {"init-local", "init", "modules-config", "modules-final"}
+    assert detail["FirstBoot"] is True
+    assert_quick(boot)
+
+
+def test_plain_script_with_the_stanza_baked_into_the_image(fleet, consumer,
+                                                           detail_validator) -> None:
+    """The golden-AMI case: config under /etc/cloud/cloud.cfg.d, user data untouched."""
+    inst = fleet()
+    boot = inst.boot(user_data="#!/bin/bash\necho deployed\n",
+                     cloud_cfg_d={"90_bosky.cfg": stanza(consumer)}, wait_reporter=60)
+    detail = only_verdict(consumer, detail_validator)
+    assert detail["Status"] == "pass", detail
+    assert detail["Message"] == "cloud-init finished with no errors"
+    assert "deployed" in detail["LogTail"]
+    assert_quick(boot)
+
+
+def test_clean_boot_with_the_stanza_in_user_data_is_pass_not_degraded(fleet, consumer,
+                                                                      detail_validator) -> None:
+    """cloud-init 23.4+ warns about the unknown `bosky` key; that alone is no degradation."""
+    inst = fleet()
+    boot = inst.boot(user_data="#cloud-config\n" + stanza(consumer), wait_reporter=60)
+    detail = only_verdict(consumer, detail_validator)
+    assert detail["Status"] == "pass", detail.get("RecoverableErrors")
+    assert "RecoverableErrors" not in detail
+    assert_quick(boot)
+
+
+def test_failing_runcmd_reports_fail(fleet, consumer, detail_validator) -> None:
+    inst = fleet()
+    inst.boot(user_data="#cloud-config\n" + stanza(consumer)
+              + "runcmd:\n  - echo before\n  - [sh, -c, 'echo broken >&2; exit 3']\n",
+              wait_reporter=60)
+    detail = only_verdict(consumer, detail_validator)
+    assert detail["Status"] == "fail"
+    assert "scripts_user" in detail["FailedModules"]
+
+
+def test_multipart_cloud_config_and_script_pass(fleet, consumer, detail_validator) -> None:
+    inst = fleet()
+    inst.boot(user_data=multipart(
+        ("text/cloud-config", "#cloud-config\n" + stanza(consumer)),
+        ("text/x-shellscript", "#!/bin/sh\necho 'multipart script ran'\n"),
+    ), wait_reporter=60)
+    detail = only_verdict(consumer, detail_validator)
+    assert detail["Status"] == "pass"
+    assert "multipart script ran" in detail["LogTail"]
+
+
+def test_hanging_script_reports_timeout_then_the_final_verdict(fleet, consumer,
+                                                                detail_validator) -> None:
+    inst = fleet()
+    inst.boot(user_data=multipart(
+        ("text/cloud-config", "#cloud-config\n" + stanza(consumer, deadline=6)),
+        ("text/x-shellscript", "#!/bin/sh\necho 'waiting for the database'\nsleep 10\n"),
+    ), wait_reporter=90)
+    events = verdicts(consumer, expected=2)
+    statuses = [e["detail"]["Status"] for e in events]
+    assert statuses == ["timeout", "pass"], statuses
+    timeout = assert_valid_event(events[0], detail_validator)
+    assert timeout["Deadline"] == 6 and timeout["Elapsed"] >= 6
+    assert timeout["CurrentStage"] == "modules-final"
+    assert "waiting for the database" in timeout["LogTail"]
+    assert events[0]["detail"]["EventId"] != events[1]["detail"]["EventId"]
+
+
+def test_invalid_stanza_leaves_the_boot_running_with_one_warning(fleet, consumer,
+                                                                 detail_validator) -> None:
+    inst = fleet()
+    boot = inst.boot(user_data="#cloud-config\n" + stanza(consumer, log_lines="lots",
+                                                          colour="blue")
+                     + "runcmd:\n  - echo still booting\n", wait_reporter=60)
+    warnings = [ln for ln in boot.cloud_init_log.splitlines()
+                if "bosky: ignoring invalid configuration" in ln]
+    assert len(warnings) == 1, warnings
+    assert "log_lines" in warnings[0] and "colour: unknown key" in warnings[0]
+    assert "still booting" in boot.output_log
+    detail = only_verdict(consumer, detail_validator)  # still reported, with what was valid
+    assert any("log_lines" in w for w in detail["ConfigWarnings"])
+    assert detail["Status"] in ("pass", "degraded")  # degraded where cloud-init counts warnings
+
+
+def test_listed_twice_and_in_both_stages_reports_once(fleet, consumer,
+                                                      detail_validator) -> None:
+    inst = fleet()
+    inst.boot(user_data="#cloud-config\n" + stanza(consumer),
+              init_modules=["bosky", "bosky"],
+              final_modules=["scripts_user", "bosky", "final_message", "bosky"],
+              wait_reporter=60)
+    assert only_verdict(consumer, detail_validator)["Status"] == "pass"
+
+
+def test_final_stage_listing_alone_is_enough(fleet, consumer, detail_validator) -> None:
+    inst = fleet()
+    inst.boot(user_data=multipart(
+        ("text/cloud-config", "#cloud-config\n" + stanza(consumer)),
+        ("text/x-shellscript", "#!/bin/sh\nexit 7\n"),
+    ), init_modules=["bootcmd"], final_modules=["scripts_user", "bosky"], wait_reporter=60)
+    assert only_verdict(consumer, detail_validator)["Status"] == "fail"
+
+
+def test_each_boot_reports_and_only_the_first_is_first(fleet, consumer,
+                                                       detail_validator) -> None:
+    inst = fleet()
+    inst.boot(user_data="#cloud-config\n" + stanza(consumer), wait_reporter=60)
+    inst.boot(wait_reporter=60)
+    events = verdicts(consumer, expected=2)
+    assert [e["detail"]["FirstBoot"] for e in events] == [True, False]
+    assert len({e["detail"]["EventId"] for e in events}) == 2
+
+
+def test_no_deprecation_warning_for_the_handler(fleet, consumer) -> None:
+    inst = fleet()
+    boot = inst.boot(user_data="#cloud-config\n" + stanza(consumer), wait_reporter=60)
+    assert not re.search(r"log. parameter|deprecat.*bosky", boot.cloud_init_log, re.I)
+    assert "config-bosky ran successfully" in boot.cloud_init_log or \
+        re.search(r"finish: .*config-bosky: SUCCESS", boot.cloud_init_log)
+
+
+def test_no_stanza_means_no_event_and_no_reporter(fleet, consumer) -> None:
+    inst = fleet()
+    boot = inst.boot(user_data="#!/bin/sh\necho hi\n", wait_reporter=10)
+    assert consumer.drain(settle=2.0) == []
+    assert not (boot.paths.run_bosky / "reporter.lock").exists()
