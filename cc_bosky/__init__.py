@@ -30,6 +30,9 @@ meta: Dict[str, Any] = {
     "activate_by_schema_keys": ["bosky"],
     "examples": [],
 }
+# cloud-init before 22.x reads the frequency from this attribute instead, and
+# would otherwise run the module once per instance.
+frequency = meta["frequency"]
 
 
 def handle(name: str, cfg: Dict[str, Any], cloud: Any, *legacy: Any,
@@ -72,4 +75,4 @@ def _cloud_init_version() -> Optional[str]:
         return None
 
 
-__all__ = ["__version__", "handle", "meta"]
+__all__ = ["__version__", "frequency", "handle", "meta"]

@@ -20,7 +20,10 @@ DEFAULT_CONFIG_FILE = "/etc/bosky/config.yaml"
 # bosky's own BOSKY_<KEY>, in order of precedence.
 _ENV_ALIASES: Dict[str, Tuple[str, ...]] = {
     "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
-    "endpoint_url": ("AWS_ENDPOINT_URL_EVENTS", "AWS_ENDPOINT_URL"),
+    # botocore's own name for EventBridge's endpoint variable is
+    # AWS_ENDPOINT_URL_EVENTBRIDGE (from its service id); _EVENTS is accepted
+    # too because it is what people write.
+    "endpoint_url": ("AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_ENDPOINT_URL_EVENTS", "AWS_ENDPOINT_URL"),
 }
 
 

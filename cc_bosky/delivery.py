@@ -1,8 +1,14 @@
-"""Delivery policy: send through the one sender, spool what did not arrive.
+"""Delivery policy: spool first, send through the one sender, keep what did not arrive.
 
 The command and the boot reporter both deliver through here, so an event is
-handled the same way whoever made it: sent with bounded retries, spooled
-under its own EventId when it could not be sent, and flushed later.
+handled the same way whoever made it: written to the spool under its own
+EventId before the first byte leaves, sent with bounded retries, removed from
+the spool once EventBridge accepted it, and flushed later otherwise.
+
+Spooling first is what makes a SIGKILL mid-send harmless: the record is held
+(flock) by the sending process, so no flusher sends it at the same time, and
+released by the kernel however that process ends, so the next flush sends it.
+The cost is one small fsync'd write per event.
 """
 
 from __future__ import annotations
@@ -20,14 +26,20 @@ from .spool import Record, Spool, SpoolError
 REJECTED_CODES = frozenset({
     "MalformedDetail", "InvalidArgument", "ValidationException", "SerializationException",
 })
+# What the spool records say while the first attempt is still going on.
+NOT_SENT_YET = "not sent yet"
+# The command waits this long at most to clear the dropped counter after a
+# delivery; past it the count stays and is reported again (never lost).
+_ACK_TIMEOUT = 1.0
 
 
 @dataclasses.dataclass
 class Delivery:
     event: Event
     outcome: Outcome
-    spooled: Optional[str] = None
-    spool_error: Optional[str] = None
+    spooled: Optional[str] = None  # the spool file that keeps the undelivered event
+    spool_error: Optional[str] = None  # why it could not be kept
+    rejected: Optional[str] = None  # EventBridge refused it for good; set aside here
 
 
 @dataclasses.dataclass
@@ -37,6 +49,7 @@ class FlushReport:
     rejected: int = 0
     corrupt: int = 0
     remaining: int = 0
+    in_flight: int = 0  # being sent right now by another bosky; part of remaining
     busy: bool = False
     last_error: str = ""
 
@@ -47,27 +60,56 @@ def send(
     spool: Optional[Spool],
     environ: Mapping[str, str],
 ) -> List[Delivery]:
-    """Send ``events``; spool each one that did not arrive and could later."""
+    """Send ``events``, each spooled first (unless ``spool`` is None) and kept
+    in the spool until EventBridge accepted it."""
     events = list(events)
+    records = [_hold(spool, e, target) for e in events]
     dropped = spool.dropped() if spool else 0
-    if dropped and events:
-        events[0] = with_dropped(events[0], dropped)
-    outcomes = put_events([e.entry() for e in events], target, environ)
+    wire = list(events)
+    if dropped and wire:
+        wire[0] = with_dropped(wire[0], dropped)  # the record itself stays as it was
+    outcomes = put_events([e.entry() for e in wire], target, environ)
     if spool and dropped and outcomes and outcomes[0].delivered:
-        spool.acknowledge_dropped(dropped)
+        spool.acknowledge_dropped(dropped, timeout=_ACK_TIMEOUT)
     results = [Delivery(e, o) for e, o in zip(events, outcomes)]
-    for result in results:
-        if result.outcome.delivered or spool is None:
-            continue
-        if result.outcome.error_code in REJECTED_CODES:
-            continue
-        try:
-            record = spool.put(result.event, target.region, target.endpoint_url,
-                               result.outcome.reason(), result.outcome.attempts)
-            result.spooled = record.path
-        except SpoolError as exc:
-            result.spool_error = str(exc)
+    for result, (record, error) in zip(results, records):
+        _after_send(spool, result, record, error, target)
     return results
+
+
+def _hold(spool: Optional[Spool], event: Event,
+          target: Target) -> Tuple[Optional[Record], Optional[str]]:
+    """The event's spool record, held by this process while it sends, or why there is none."""
+    if spool is None:
+        return None, None
+    try:
+        return spool.put(event, target.region, target.endpoint_url, NOT_SENT_YET, hold=True), None
+    except SpoolError as exc:  # sent anyway, from memory; spooling is retried if it fails
+        return None, str(exc)
+
+
+def _after_send(spool: Optional[Spool], result: Delivery, record: Optional[Record],
+                error: Optional[str], target: Target) -> None:
+    outcome = result.outcome
+    if spool is None:
+        return
+    if outcome.delivered:
+        if record:
+            spool.remove(record)
+        return
+    if outcome.error_code in REJECTED_CODES:
+        if record:
+            result.rejected = spool.reject(record)
+        return
+    if record:
+        spool.update(record, outcome.reason(), outcome.attempts)
+        result.spooled = record.path
+        return
+    try:  # the spool could not take it before the send; space may have been freed since
+        result.spooled = spool.put(result.event, target.region, target.endpoint_url,
+                                   outcome.reason(), outcome.attempts).path
+    except SpoolError as exc:
+        result.spool_error = str(exc) if error is None else error
 
 
 def with_dropped(event: Event, count: int) -> Event:
@@ -82,6 +124,7 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
 
     Each record goes to the region and endpoint it was meant for, unless
     ``endpoint_url`` is configured now: a fixed endpoint must reach old events.
+    Records another live bosky is sending right now are left to it.
     """
     report = FlushReport()
     start = time.monotonic()
@@ -89,24 +132,28 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
         if not held:
             report.busy = True
             return report
+        spool.dedupe_locked()
         records, corrupt = spool.records()
         report.corrupt = len(corrupt)
+        ready = [r for r in records if not r.in_flight]
         dropped = spool.dropped()
-        if dropped and records:
-            records[0].event = with_dropped(records[0].event, dropped)
-        for (region, endpoint), group in _by_target(records).items():
+        carrier = ready[0] if dropped and ready else None
+        for (region, endpoint), group in _by_target(ready).items():
             remaining = budget - (time.monotonic() - start)
             if remaining <= 0:
-                report.remaining += len(group)
-                continue
-            outcomes = put_events([r.event.entry() for r in group],
-                                  Target(region, endpoint_url or endpoint, remaining), environ)
+                break
+            outcomes = put_events(
+                [(with_dropped(r.event, dropped) if r is carrier else r.event).entry()
+                 for r in group],
+                Target(region, endpoint_url or endpoint, remaining), environ)
             for record, outcome in zip(group, outcomes):
                 _settle(spool, record, outcome, report)
-            if dropped and records[0] in group and outcomes[group.index(records[0])].delivered:
-                spool.acknowledge_dropped(dropped)
+                if record is carrier and outcome.delivered:
+                    spool.acknowledge_dropped(dropped)
         spool.enforce_bound_locked()
-    report.remaining = len(spool.records()[0])
+        left = spool.records()[0]
+        report.remaining = len(left)
+        report.in_flight = sum(1 for r in left if r.in_flight)
     return report
 
 
@@ -115,7 +162,7 @@ def _settle(spool: Spool, record: Record, outcome: Outcome, report: FlushReport)
         spool.remove(record)
         report.delivered += 1
     elif outcome.error_code in REJECTED_CODES:
-        spool.set_aside(record.path, "rejected")
+        spool.reject(record)
         report.rejected += 1
         report.last_error = outcome.reason()
     else:
@@ -141,12 +188,17 @@ def flush_for(
     sleep: Callable[[float], None] = time.sleep,
 ) -> FlushReport:
     """Flush again and again, with backoff and jitter, until the spool is
-    empty or ``window`` seconds have passed."""
+    empty or ``window`` seconds have passed. The report counts what every
+    pass delivered and rejected, and what is left at the end."""
     end = clock() + window
     pause = 1.0
+    delivered = rejected = 0
     while True:
         report = flush(spool, environ, max(1.0, min(attempt_budget, end - clock())), endpoint_url)
+        delivered += report.delivered
+        rejected += report.rejected
         if (report.remaining == 0 and not report.busy) or clock() >= end:
+            report.delivered, report.rejected = delivered, rejected
             return report
         sleep(min(random.uniform(pause / 2, pause), max(0.0, end - clock())))
         pause = min(pause * 2, 60.0)

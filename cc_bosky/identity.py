@@ -9,11 +9,11 @@ that cannot be known are left out, never invented.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import socket
-import urllib.error
-import urllib.request
 from typing import Any, Dict, Mapping, Optional
+from urllib.parse import urlsplit
 
 INSTANCE_DATA = "/run/cloud-init/instance-data.json"
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
@@ -113,7 +113,7 @@ def from_imds(environ: Mapping[str, str]) -> Identity:
         raw = _imds_call(base, "/latest/dynamic/instance-identity/document",
                          headers={"X-aws-ec2-metadata-token": token})
         doc = json.loads(raw)
-    except (OSError, ValueError, urllib.error.URLError):
+    except (OSError, ValueError, http.client.HTTPException):
         return Identity()
     if not isinstance(doc, dict):
         return Identity()
@@ -129,11 +129,22 @@ def from_imds(environ: Mapping[str, str]) -> Identity:
 
 def _imds_call(base: str, path: str, method: str = "GET",
                headers: Optional[Dict[str, str]] = None) -> str:
-    request = urllib.request.Request(base + path, method=method, headers=headers or {})
-    # IMDS must never go through a proxy, whatever HTTP(S)_PROXY says.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=IMDS_TIMEOUT) as response:
-        return str(response.read(64 * 1024).decode("utf-8"))
+    """One IMDS request, straight to the service: never through an HTTP proxy,
+    whatever HTTP_PROXY says, and never longer than IMDS_TIMEOUT per step."""
+    url = urlsplit(base)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"not an IMDS endpoint: {base}")
+    cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    conn = cls(url.hostname, url.port, timeout=IMDS_TIMEOUT)
+    try:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        body = response.read(64 * 1024)
+        if response.status != 200:
+            raise OSError(f"IMDS answered {response.status} for {path}")
+        return body.decode("utf-8")
+    finally:
+        conn.close()
 
 
 def _imds_disabled(environ: Mapping[str, str]) -> bool:

@@ -14,6 +14,7 @@ entry errors are retried alone, the others are reported with their code.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
 import random
@@ -193,7 +194,8 @@ class _Session:
             raise _http_error(exc) from None
         except urllib.error.URLError as exc:
             raise _CallFailed("ConnectionError", _reason(exc.reason), True) from None
-        except (OSError, ValueError) as exc:  # timeouts, resets, bad status lines
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            # timeouts, resets, bad status lines, a body cut short (IncompleteRead)
             raise _CallFailed("ConnectionError", _reason(exc), True) from None
         return _entry_results(payload, len(entries))
 
@@ -201,7 +203,7 @@ class _Session:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        credentials = self._credentials or load_credentials(self.environ)
+        credentials = self._credentials or _load_or_fail(self.environ)
         if credentials is None:
             raise _CallFailed(
                 "NoCredentials",
@@ -214,10 +216,28 @@ class _Session:
             "X-Amz-Target": "AWSEvents.PutEvents",
             "User-Agent": f"bosky/{__version__}",
         })
-        SigV4Auth(credentials.get_frozen_credentials(), "events", self.target.region).add_auth(
-            request
-        )
+        try:  # refreshable (instance role) credentials may fetch anew here
+            frozen = credentials.get_frozen_credentials()
+        except Exception as exc:
+            self._credentials = None
+            raise _CallFailed("NoCredentials", f"cannot refresh AWS credentials: {exc}", True) \
+                from None
+        SigV4Auth(frozen, "events", self.target.region).add_auth(request)
         return {k: str(v) for k, v in request.headers.items()}
+
+
+def _load_or_fail(environ: Mapping[str, str]) -> Any:
+    """Credentials, or None while there are none yet.
+
+    The chain raises for a half-written credentials file, an IMDS that
+    answers garbage, a partial environment: the same "not yet" as no
+    credentials at all, retried within the budget, never an escape.
+    """
+    try:
+        return load_credentials(environ)
+    except Exception as exc:
+        raise _CallFailed("NoCredentials", f"cannot load AWS credentials: {exc}", True) \
+            from None
 
 
 def _entry_results(payload: bytes, count: int) -> List[Dict[str, Any]]:

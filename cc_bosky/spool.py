@@ -1,13 +1,23 @@
 """A durable spool for events not yet delivered.
 
-Like a log shipper's disk buffer: an event that could not be sent now is
-written here before anything gives up on it, and sent later by the boot
-reporter, the next boot, or ``bosky flush``. Each record is one file, written
-atomically (temp file, fsync, rename, fsync of the directory) and
-self-checking (a SHA-256 of its body in its first line), so a torn or
-corrupted file is detected and set aside, never sent half-formed. The spool is
-bounded; past the bound the oldest events are dropped and counted, and the
-next delivered event carries that count.
+Like a log shipper's disk buffer: an event is written here before anything
+gives up on it, and sent later by the boot reporter, the next boot, or
+``bosky flush``. Each record is one file, written atomically (temp file,
+fsync, rename, fsync of the directory) and self-checking (a SHA-256 of its
+body in its first line), so a torn or corrupted file is detected and set
+aside, never sent half-formed. The spool is bounded; past the bound the oldest
+events are dropped and counted, and the next delivered event carries that
+count.
+
+Three kinds of lock, all ``flock`` so a killed process never leaves one held:
+
+- ``.lock`` over the whole spool: one flusher at a time, so no record is sent
+  by two flushers at once;
+- a record file being sent right now by the process that wrote it (``bosky``
+  spools its event before sending) is locked by that process; flushers skip
+  it, and it becomes theirs the moment that process exits, however it exits;
+- a temp file is locked by its writer, so the cleaner removes only temp files
+  whose writer is gone.
 """
 
 from __future__ import annotations
@@ -20,13 +30,18 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 from .event import Event
 
 _MAGIC = "bosky-spool 1"
 _SUFFIX = ".event"
-_STALE_TMP = 3600.0  # a temp file this old was left by a killed writer
+_TMP_PREFIX = ".tmp-"
+# A temp file nobody holds and this old was left by a killed writer. (A writer
+# holds its temp file's lock from the first byte, but not in the instant
+# between creating and locking it; the age makes that instant safe.)
+_STALE_TMP = 60.0
+_STAMP_DIGITS = 20  # file names: <time_ns, 20 digits>-<EventId>.event
 
 
 class SpoolError(Exception):
@@ -35,7 +50,11 @@ class SpoolError(Exception):
 
 @dataclasses.dataclass
 class Record:
-    """One spooled event and where it was meant to go."""
+    """One spooled event and where it was meant to go.
+
+    ``in_flight``: another live process is sending it right now (it holds the
+    file's lock). ``lock_fd``: this process holds that lock itself.
+    """
 
     path: str
     event: Event
@@ -44,6 +63,8 @@ class Record:
     spooled_at: float
     attempts: int = 0
     last_error: str = ""
+    in_flight: bool = False
+    lock_fd: Optional[int] = dataclasses.field(default=None, repr=False, compare=False)
 
     def body(self) -> Dict[str, Any]:
         return {
@@ -71,40 +92,54 @@ class Spool:
         self.directory = directory
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self._lock_depth = 0  # lock() is re-entrant within this object
 
     # -- writing ---------------------------------------------------------
 
     def put(self, event: Event, region: str, endpoint_url: Optional[str],
-            reason: str, attempts: int = 0) -> Record:
-        """Write ``event`` durably; raises SpoolError when that is impossible."""
+            reason: str, attempts: int = 0, *, hold: bool = False) -> Record:
+        """Write ``event`` durably; raises SpoolError when that is impossible.
+
+        ``hold``: keep the record locked (``record.lock_fd``) until
+        :meth:`release`, :meth:`remove` or :meth:`update`, so no flusher sends
+        it while this process is still sending it itself.
+        """
         self._ensure_dir()
-        name = f"{time.time_ns():020d}-{event.event_id}{_SUFFIX}"
+        name = f"{time.time_ns():0{_STAMP_DIGITS}d}-{event.event_id}{_SUFFIX}"
         record = Record(os.path.join(self.directory, name), event, region, endpoint_url,
                         time.time(), attempts, reason)
         existing = self._path_for(event.event_id)
         if existing:  # the same event spooled before: keep one file per EventId
             record.path = existing
-        self._write(record)
+        record.lock_fd = self._write(record, hold)
         self._enforce_bound()
         return record
 
-    def _write(self, record: Record) -> None:
+    def _write(self, record: Record, hold: bool = False) -> Optional[int]:
         data = json.dumps(record.body(), ensure_ascii=False, separators=(",", ":")).encode()
         header = f"{_MAGIC} sha256={hashlib.sha256(data).hexdigest()} len={len(data)}\n"
-        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{time.time_ns()}")
+        tmp = os.path.join(self.directory, f"{_TMP_PREFIX}{os.getpid()}-{time.time_ns()}")
+        fd = -1
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, header.encode() + data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            # Locked before the name exists: the lock travels with the file
+            # through the rename, so no flusher can see it unlocked while held.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _write_all(fd, header.encode() + data)
+            os.fsync(fd)
             os.rename(tmp, record.path)
-            self._fsync_dir()
         except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise SpoolError(f"cannot write to spool {self.directory}: {exc.strerror}") from None
+        with contextlib.suppress(OSError):  # the record is complete; this only hurries it to disk
+            self._fsync_dir()
+        if hold:
+            return fd
+        os.close(fd)
+        return None
 
     def _ensure_dir(self) -> None:
         try:
@@ -122,29 +157,30 @@ class Spool:
 
     def _path_for(self, event_id: str) -> Optional[str]:
         for name in self._names():
-            if name.endswith(f"-{event_id}{_SUFFIX}"):
+            if _event_id_of(name) == event_id:
                 return os.path.join(self.directory, name)
         return None
 
     # -- reading ---------------------------------------------------------
 
     def _names(self) -> List[str]:
+        """Record file names, oldest first (the name starts with its time)."""
         try:
             return sorted(n for n in os.listdir(self.directory) if n.endswith(_SUFFIX))
         except OSError:
             return []
 
     def records(self) -> Tuple[List[Record], List[str]]:
-        """Valid records oldest first, and the files set aside as corrupt."""
+        """Valid records oldest first, one per EventId, and the files set aside as corrupt."""
         good: List[Record] = []
         bad: List[str] = []
-        for name in self._names():
+        for name in _first_per_event(self._names()):
             path = os.path.join(self.directory, name)
             try:
                 good.append(_read(path))
             except FileNotFoundError:
                 continue  # delivered by another flusher meanwhile
-            except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            except (OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError):
                 bad.append(self.set_aside(path, "corrupt"))
         return good, bad
 
@@ -174,15 +210,35 @@ class Spool:
     # -- removing ----------------------------------------------------------
 
     def remove(self, record: Record) -> None:
+        """The record was delivered: forget it."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(record.path)
+        self.release(record)
 
-    def update(self, record: Record, reason: str) -> None:
-        record.attempts += 1
+    def release(self, record: Record) -> None:
+        """Let flushers have a record this process held while sending it."""
+        if record.lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(record.lock_fd)
+            record.lock_fd = None
+
+    def reject(self, record: Record) -> str:
+        """EventBridge refused the record for good: keep it for ``bosky status``, unsent."""
+        target = self.set_aside(record.path, "rejected")
+        self.release(record)
+        return target
+
+    def update(self, record: Record, reason: str, attempts: Optional[int] = None) -> None:
+        """Note a failed attempt (``attempts`` given: the total so far), and release it.
+
+        A record that is gone meanwhile (dropped by the bound) stays gone.
+        """
+        record.attempts = record.attempts + 1 if attempts is None else attempts
         record.last_error = reason
-        with contextlib.suppress(SpoolError):
+        with contextlib.suppress(SpoolError):  # disk full: the old copy stays, still valid
             if os.path.exists(record.path):
                 self._write(record)
+        self.release(record)
 
     def _enforce_bound(self) -> None:
         with self.lock(blocking=False) as held:
@@ -190,26 +246,49 @@ class Spool:
                 return  # the flusher holding the lock enforces it when done
             self.enforce_bound_locked()
 
-    def enforce_bound_locked(self) -> None:
+    def dedupe_locked(self) -> List[str]:
+        """Remove later copies of an EventId already spooled; returns the names left."""
         names = self._names()
+        keep = _first_per_event(names)
+        kept = set(keep)
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if name not in kept and not _held(path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        return keep
+
+    def enforce_bound_locked(self) -> None:
+        """Drop the oldest records past the bound, counting them; never one being sent."""
+        names = self.dedupe_locked()
         sizes = [_file_size(os.path.join(self.directory, n)) for n in names]
-        total = sum(sizes)
+        count, total = len(names), sum(sizes)
         dropped = 0
-        while names and (len(names) > self.max_events or total > self.max_bytes):
+        for name, size in zip(names, sizes):
+            if count <= self.max_events and total <= self.max_bytes:
+                break
+            path = os.path.join(self.directory, name)
+            if _held(path):
+                continue
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.directory, names[0]))
-            total -= sizes.pop(0)
-            names.pop(0)
-            dropped += 1
+                os.unlink(path)
+            count, total, dropped = count - 1, total - size, dropped + 1
         if dropped:
             self._set_dropped(self.dropped() + dropped)
         self._clean_stale_tmp()
 
     def _clean_stale_tmp(self) -> None:
-        with contextlib.suppress(OSError):
-            for name in os.listdir(self.directory):
-                path = os.path.join(self.directory, name)
-                if name.startswith(".tmp-") and time.time() - os.path.getmtime(path) > _STALE_TMP:
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        now = time.time()
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if _TMP_PREFIX not in name:  # ".tmp-<pid>-<ns>" and "dropped.tmp-<pid>"
+                continue
+            with contextlib.suppress(OSError):
+                if now - os.path.getmtime(path) > _STALE_TMP and not _held(path):
                     os.unlink(path)
 
     # -- the dropped counter ---------------------------------------------
@@ -223,7 +302,7 @@ class Spool:
 
     def _set_dropped(self, count: int) -> None:
         path = os.path.join(self.directory, "dropped")
-        tmp = path + f".tmp-{os.getpid()}"
+        tmp = path + f"{_TMP_PREFIX}{os.getpid()}"
         with contextlib.suppress(OSError):
             with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
                 f.write(str(count))
@@ -231,9 +310,13 @@ class Spool:
                 os.fsync(f.fileno())
             os.rename(tmp, path)
 
-    def acknowledge_dropped(self, count: int) -> None:
-        """``count`` drops were reported in a delivered event."""
-        with self.lock(blocking=True) as held:
+    def acknowledge_dropped(self, count: int, timeout: float = 5.0) -> None:
+        """``count`` drops were reported in a delivered event.
+
+        If the lock cannot be had in time the count stays and is reported
+        again: a count said twice is better than a loss never said.
+        """
+        with self.lock(blocking=True, timeout=timeout) as held:
             if held:
                 self._set_dropped(max(0, self.dropped() - count))
 
@@ -242,7 +325,18 @@ class Spool:
     @contextlib.contextmanager
     def lock(self, blocking: bool = True, timeout: float = 5.0) -> Iterator[bool]:
         """An exclusive lock over the spool: one flusher at a time, so no
-        event is sent by two processes at once."""
+        event is sent by two processes at once.
+
+        Re-entrant: a flusher that holds it may call what takes it again
+        (flock would otherwise block on its own second descriptor).
+        """
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield True
+            finally:
+                self._lock_depth -= 1
+            return
         try:
             self._ensure_dir()
             fd = os.open(os.path.join(self.directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
@@ -250,8 +344,11 @@ class Spool:
             yield False
             return
         try:
-            yield _flock(fd, blocking, timeout)
+            got = _flock(fd, blocking, timeout)
+            self._lock_depth = 1 if got else 0
+            yield got
         finally:
+            self._lock_depth = 0
             os.close(fd)
 
 
@@ -267,8 +364,54 @@ def _flock(fd: int, blocking: bool, timeout: float) -> bool:
             time.sleep(0.05)
 
 
+def _held(path: str) -> bool:
+    """True if a live process holds ``path``'s lock (it is writing or sending it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EACCES)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write may write less than asked (a nearly full disk); a short record is corrupt."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _event_id_of(name: str) -> str:
+    return name[_STAMP_DIGITS + 1:-len(_SUFFIX)]
+
+
+def _first_per_event(names: List[str]) -> List[str]:
+    """``names`` (oldest first) without later copies of the same EventId.
+
+    Two writers spooling one event at the same instant each write a file; the
+    oldest is the one kept, so the event is sent once.
+    """
+    seen: Set[str] = set()
+    kept: List[str] = []
+    for name in names:
+        event_id = _event_id_of(name)
+        if event_id not in seen:
+            seen.add(event_id)
+            kept.append(name)
+    return kept
+
+
 def _read(path: str) -> Record:
     with open(path, "rb") as f:
+        in_flight = _locked_by_other(f.fileno())
         raw = f.read(2 * 1024 * 1024)
     header, _, data = raw.partition(b"\n")
     fields = header.decode("ascii").split(" ")
@@ -286,7 +429,16 @@ def _read(path: str) -> Record:
         spooled_at=float(body["spooled_at"]),
         attempts=int(body.get("attempts", 0)),
         last_error=str(body.get("last_error", "")),
+        in_flight=in_flight,
     )
+
+
+def _locked_by_other(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EACCES)
+    return False  # the shared lock goes with the descriptor when it is closed
 
 
 def _file_size(path: str) -> int:
