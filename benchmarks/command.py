@@ -13,18 +13,16 @@ memory at most 40 MB.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.measure import measure  # noqa: E402
 from tests.support.emulator import EventBridgeEmulator, make_consumer  # noqa: E402
 from tests.support.fixtures import bosky_command, make_aws_env  # noqa: E402
 
@@ -34,18 +32,6 @@ boto3.client("events").put_events(Entries=[{
     "Source": "bench", "DetailType": "User Data",
     "Detail": json.dumps({"Status": "pass", "Message": "deployed"})}])
 """
-
-
-def run(cmd: Sequence[str], env: Dict[str, str]) -> Tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one whole process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def main() -> int:
@@ -64,11 +50,11 @@ def main() -> int:
             "plain boto3 script": [sys.executable, "-c", PLAIN],
         }
         results: Dict[str, List[Tuple[float, float]]] = {name: [] for name in commands}
-        for name, cmd in commands.items():  # warm the page cache for both
-            run(cmd, env)
+        for cmd in commands.values():  # warm the page cache for both
+            measure(cmd, env)
         for _ in range(args.runs):
             for name, cmd in commands.items():
-                results[name].append(run(cmd, env))
+                results[name].append(measure(cmd, env))
         consumer.close()
     medians = {name: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r))
                for name, r in results.items()}

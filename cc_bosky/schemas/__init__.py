@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
-from pathlib import Path
 from typing import Any, Dict
 
-_HERE = Path(__file__).resolve().parent
+# os.path, not pathlib: this is on the path of every `bosky` call and of the
+# module inside cloud-init, where each millisecond of import counts.
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @cache
 def load(name: str) -> Dict[str, Any]:
     """Return the parsed schema ``name`` (``config`` or ``detail``)."""
-    with open(_HERE / f"{name}.schema.json", encoding="utf-8") as f:
+    with open(os.path.join(_HERE, f"{name}.schema.json"), encoding="utf-8") as f:
         schema: Dict[str, Any] = json.load(f)
     return schema
