@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from functools import cache
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from . import config, schemas
@@ -76,6 +77,17 @@ def is_only_bosky_schema_warning(level: str, message: str, cloud_data_dir: str) 
     instance's cloud-config is valid once ``bosky`` is a known key."""
     if level.upper() != "WARNING" or not _SCHEMA_WARNING.search(message):
         return False
+    return instance_config_valid(cloud_data_dir)
+
+
+@cache
+def instance_config_valid(cloud_data_dir: str) -> bool:
+    """Whether this instance's cloud-config (user and vendor data, as cloud-init
+    stored them in its init stage) is valid with bosky's stanza known.
+
+    Cached: the reporter works it out while it waits, so the verdict does not
+    wait for cloud-init's schema and jsonschema to load.
+    """
     instance = os.path.join(cloud_data_dir, "instance")
     checked = 0
     for name in _CLOUD_CONFIG_FILES:

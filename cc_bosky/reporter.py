@@ -60,8 +60,12 @@ class Reporter:
     def wait_for_verdict(self) -> Optional[verdict.Verdict]:
         give_up = self.settings.deadline + max(3600.0, 3.0 * self.settings.deadline)
         gone_since: Optional[float] = None
+        prepared = False
         while True:
             records = verdict.read_records(self.cloud_run_dir)
+            if not prepared and (records.finished or _stage_done(records.status, "init")):
+                self.prepare()
+                prepared = True
             if records.finished:
                 return verdict.final_verdict(records, self.settings.degraded_is,
                                              self._ignore_recoverable)
@@ -80,6 +84,19 @@ class Reporter:
                 LOG.warning("giving up: cloud-init has not finished after %.0f s", elapsed)
                 return None
             self.sleep(SLOW_POLL if state.was_sent(self._run, "timeout") else POLL)
+
+    def prepare(self) -> None:
+        """Load now, while cloud-init is still busy, what the verdict will need:
+        the sender's botocore modules and the check of this boot's cloud-config.
+        This takes result.json-to-event from ~0.6 s to well under 0.2 s."""
+        import botocore.auth
+        import botocore.awsrequest
+        import botocore.credentials
+        import botocore.utils  # noqa: F401  (the sender imports these when it sends)
+
+        from . import cloudconfig
+
+        cloudconfig.instance_config_valid(self.cloud_data_dir)
 
     @property
     def _run(self) -> str:
@@ -228,6 +245,11 @@ class Reporter:
             self.sleep(5.0)
 
 
+def _stage_done(status: Optional[Dict[str, Any]], name: str) -> bool:
+    stage = (status or {}).get(name)
+    return isinstance(stage, dict) and bool(stage.get("finished"))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -281,7 +303,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception:  # the log is the only place a background process can speak
         LOG.exception("reporter failed")
         return 1
+    finally:
+        _log_footprint()
     return 0
+
+
+def _log_footprint() -> None:
+    """Peak memory, for operators and for benchmarks/boot.py."""
+    import resource
+
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    LOG.info("reporter exiting; peak memory %.1f MB", peak_kb / 1024)
 
 
 if __name__ == "__main__":
