@@ -51,7 +51,9 @@ def _event_parser() -> _Parser:
     p.add_argument("--instance-id", help="instance id (env BOSKY_INSTANCE_ID; default: looked up)")
     p.add_argument("--region", help="region of the event bus (env AWS_REGION)")
     p.add_argument("--event-bus", help="event bus name or ARN (default: the default bus)")
-    p.add_argument("--endpoint-url", help="EventBridge endpoint (env AWS_ENDPOINT_URL_EVENTS)")
+    p.add_argument("--endpoint-url",
+                   help="EventBridge endpoint (env AWS_ENDPOINT_URL_EVENTBRIDGE, "
+                   "AWS_ENDPOINT_URL_EVENTS)")
     p.add_argument("--detail-type", help="event DetailType (default 'User Data')")
     p.add_argument("--timeout", type=float, dest="send_timeout", metavar="SECONDS",
                    help="give up sending after this long (default 30)")

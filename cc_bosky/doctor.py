@@ -9,8 +9,10 @@ and at the config files and environment bosky itself reads.
 
 With ``--root`` the machine inspected is an image, not this one: nothing of
 the image is executed (its Python may not run here), so the cloud-init
-version and the packages are found on disk, and the instance-only checks
-(credentials, endpoint) are reported as not checked.
+version and the packages are found on disk. With ``--root`` or ``--image``
+(an image being built, checked from inside) the instance-only checks --
+region from the instance identity, credentials, endpoint -- are not made:
+they belong to the instances that will boot the image.
 """
 
 from __future__ import annotations
@@ -448,21 +450,21 @@ def resolve_region(view: ConfigView, ident_region: Optional[str]) -> Tuple[Optio
     return None, ""
 
 
-def check_region(region: Optional[str], source: str, live: bool) -> Check:
+def check_region(region: Optional[str], source: str, instance: bool) -> Check:
     name = "region"
     if region:
         return Check(name, OK, f"{region} (from {source})")
-    if not live:
+    if not instance:
         return Check(name, WARN, "not set in the image: looked up from the instance identity "
                      "at boot")
     return Check(name, FAIL, "no region in config, environment or instance identity",
                  "set region in /etc/bosky/config.yaml or AWS_REGION, or run on EC2")
 
 
-def check_credentials(environ: Mapping[str, str], live: bool) -> Check:
+def check_credentials(environ: Mapping[str, str], instance: bool) -> Check:
     name = "credentials"
-    if not live:
-        return Check(name, WARN, "not checked with --root: the instance needs a role "
+    if not instance:
+        return Check(name, WARN, "not checked for an image: the instance needs a role "
                      "allowing events:PutEvents (infra/instance-role.yaml)")
     from .sender import load_credentials
 
@@ -484,13 +486,13 @@ def endpoint_url(view: ConfigView, region: Optional[str]) -> Optional[str]:
     return view.settings.endpoint_url or (events_endpoint(region) if region else None)
 
 
-def check_endpoint(url: Optional[str], environ: Mapping[str, str], live: bool = True,
+def check_endpoint(url: Optional[str], environ: Mapping[str, str], instance: bool = True,
                    timeout: float = CONNECT_TIMEOUT) -> Check:
     name = "endpoint"
     if not url:
         return Check(name, WARN, "skipped: no region to derive the endpoint from")
-    if not live:
-        return Check(name, WARN, f"{url} not checked with --root")
+    if not instance:
+        return Check(name, WARN, f"{url} not checked for an image")
     parts = urllib.parse.urlsplit(url)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -600,17 +602,19 @@ def _guarded(name: str, run: Callable[[], Check]) -> Check:
 
 
 def run_checks(root: Path, environ: Mapping[str, str], config_file: Optional[str] = None,
-               send_test: bool = False) -> List[Check]:
+               send_test: bool = False, image: bool = False) -> List[Check]:
+    """Every check; ``image``: skip what belongs to the instances (implied by a root)."""
     from .identity import Identity, resolve
 
     live = _live(root)
+    instance = live and not image
     found = find_cloud_init(root, environ)
     probe = probe_for(found, root, environ)
     python = found.python if found else ()
     version = (probe.get("cloudinit") or {}).get("version") if "error" not in probe else None
     view = load_config(root, environ, config_file)
     # An image's identity is the future instance's, unknown here.
-    ident = resolve(None, environ, str(in_root(root, INSTANCE_DATA))) if live else Identity()
+    ident = resolve(None, environ, str(in_root(root, INSTANCE_DATA))) if instance else Identity()
     region, source = resolve_region(view, ident.region)
     checks = [
         _guarded("cloud-init", lambda: check_cloud_init(found, probe)),
@@ -619,9 +623,10 @@ def run_checks(root: Path, environ: Mapping[str, str], config_file: Optional[str
         _guarded("registered", lambda: check_registered(root)),
         _guarded("drop-in", lambda: check_dropin(root)),
         _guarded("config", lambda: check_config(view)),
-        _guarded("region", lambda: check_region(region, source, live)),
-        _guarded("credentials", lambda: check_credentials(environ, live)),
-        _guarded("endpoint", lambda: check_endpoint(endpoint_url(view, region), environ, live)),
+        _guarded("region", lambda: check_region(region, source, instance)),
+        _guarded("credentials", lambda: check_credentials(environ, instance)),
+        _guarded("endpoint",
+                 lambda: check_endpoint(endpoint_url(view, region), environ, instance)),
     ]
     if send_test:
         checks.append(_guarded("send test",
@@ -634,6 +639,9 @@ def doctor_command(argv: List[str], environ: Mapping[str, str]) -> int:
                   "that its events can reach EventBridge. Exit 0 when no check failed.")
     p.add_argument("--root", default="/", metavar="DIR",
                    help="inspect the system under DIR (an image being built); default /")
+    p.add_argument("--image", action="store_true",
+                   help="check only what belongs to the image (while baking it): skip the "
+                   "region lookup, credentials and endpoint checks")
     p.add_argument("--config", metavar="FILE", help="bosky config file to check")
     p.add_argument("--send-test", action="store_true",
                    help="send an event with Status 'test' (not spooled) and report the answer")
@@ -643,7 +651,7 @@ def doctor_command(argv: List[str], environ: Mapping[str, str]) -> int:
     root = Path(args.root)
     if not root.is_dir():
         raise UsageError(f"--root {root}: not a directory")
-    checks = run_checks(root, environ, args.config, args.send_test)
+    checks = run_checks(root, environ, args.config, args.send_test, args.image)
     failed = sum(c.status == FAIL for c in checks)
     if args.json:
         print(json.dumps({"root": str(root), "ok": not failed,

@@ -326,22 +326,22 @@ def test_region_sources(tmp_path: Path) -> None:
     root = make_root(tmp_path)
     view = doctor.load_config(root, {"AWS_REGION": "ap-south-1"})
     region, source = doctor.resolve_region(view, "us-west-2")
-    assert doctor.check_region(region, source, live=True) == Check(
+    assert doctor.check_region(region, source, instance=True) == Check(
         "region", OK, "ap-south-1 (from environment)")
     region, source = doctor.resolve_region(doctor.load_config(root, {}), "us-west-2")
     assert doctor.check_region(region, source, True).detail == "us-west-2 (from instance identity)"
-    assert doctor.check_region(None, "", live=True).status == FAIL
-    assert doctor.check_region(None, "", live=False).status == WARN
+    assert doctor.check_region(None, "", instance=True).status == FAIL
+    assert doctor.check_region(None, "", instance=False).status == WARN
 
 
 def test_credentials(tmp_path: Path, aws_env: Dict[str, str]) -> None:
-    check = doctor.check_credentials(aws_env, live=True)
+    check = doctor.check_credentials(aws_env, instance=True)
     assert check == Check("credentials", OK, "found (provider: env)")
     assert DUMMY_SECRET_KEY not in check.line()
     bare = {"HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true"}
-    check = doctor.check_credentials(bare, live=True)
+    check = doctor.check_credentials(bare, instance=True)
     assert check.status == FAIL and "bosky --permissions" in check.fix
-    assert doctor.check_credentials(bare, live=False).status == WARN
+    assert doctor.check_credentials(bare, instance=False).status == WARN
 
 
 def test_a_credential_error_is_named_without_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -352,7 +352,7 @@ def test_a_credential_error_is_named_without_its_message(monkeypatch: pytest.Mon
         raise RuntimeError(f"credential_process 'fetch --token {DUMMY_SECRET_KEY}' failed")
 
     monkeypatch.setattr(sender, "load_credentials", explode)
-    check = doctor.check_credentials({}, live=True)
+    check = doctor.check_credentials({}, instance=True)
     assert check.detail == "loading AWS credentials failed (RuntimeError)"
     assert DUMMY_SECRET_KEY not in check.line()
 
@@ -384,7 +384,7 @@ def test_endpoint_reachability(listener: int) -> None:
     assert "security group" in check.fix
     assert doctor.check_endpoint("not a url", {}).status == FAIL
     assert doctor.check_endpoint(None, {}).status == WARN
-    assert doctor.check_endpoint(url, {}, live=False).status == WARN
+    assert doctor.check_endpoint(url, {}, instance=False).status == WARN
 
 
 def test_endpoint_through_a_proxy(listener: int) -> None:
@@ -493,3 +493,14 @@ def test_doctor_send_test_against_the_emulator(tmp_path: Path, aws_env: Dict[str
     (event,) = consumer.receive(expected=1, timeout=10)
     assert event["source"] == consumer.project and event["detail"]["Status"] == "test"
     assert not (tmp_path / "spool").exists()
+
+
+def test_image_mode_on_this_machine_skips_the_instance_checks(live: Dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    """--image (a bake checking itself): cloud-init's Python is run, the instance's
+    region, credentials and endpoint are left to the instances."""
+    env = {"PATH": live["PATH"], "HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true"}
+    checks = {c.name: c for c in doctor.run_checks(Path("/"), env, image=True)}
+    assert checks["cloud-init"].status == OK and "read from" not in checks["cloud-init"].detail
+    assert checks["imports"].status == OK
+    assert [checks[n].status for n in ("region", "credentials", "endpoint")] == [WARN] * 3
