@@ -65,9 +65,14 @@ def summary(event: Dict[str, Any]) -> str:
     lines = [f"{d['Status'].upper():5} {d['InstanceId']}  {d['Message']}"]
     if d.get("FailedModules"):
         lines.append(f"      failed modules: {', '.join(d['FailedModules'])}")
-    for line in (d.get("LogTail") or [])[-3:]:
+    for line in [ln for ln in d.get("LogTail") or [] if _from_the_script(ln)][-3:]:
         lines.append(f"      | {line}")
     return "\n".join(lines)
+
+
+def _from_the_script(line: str) -> bool:
+    """Log-tail lines the user-data script printed, not cloud-init's own."""
+    return not (line.startswith(("Cloud-init v.", "ci-info:")) or " - " in line[:30])
 
 
 def main(argv: List[str]) -> int:
