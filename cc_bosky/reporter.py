@@ -28,7 +28,10 @@ LOG = logging.getLogger("bosky.reporter")
 LOG_FILE = "/var/log/bosky.log"
 POLL = 0.1  # result.json to event: the poll adds at most this much
 SLOW_POLL = 2.0  # after a timeout verdict, waiting may go on for hours
-VANISHED_GRACE = 10.0  # the final stage's process is gone; result.json is due by then
+VANISHED_GRACE = 10.0  # cloud-init's process is gone; result.json would be written by then
+# How cloud-init's own processes show in /proc/PID/cmdline: the console script
+# (/usr/bin/cloud-init) or the module (python -m cloudinit.cmd.main).
+_CLOUD_INIT_CMDLINE = (b"cloud-init", b"cloudinit.cmd.main")
 KINDS = ("timeout", "final")
 
 
@@ -75,11 +78,13 @@ class Reporter:
             if elapsed >= self.settings.deadline and not state.was_sent(self._run, "timeout"):
                 self.report("timeout", verdict.timeout_verdict(records, self.settings.deadline,
                                                                elapsed))
-            if self._final_stage_gone():
+            why = self._vanished(records)
+            if why:
                 gone_since = gone_since or self.clock()
                 if self.clock() - gone_since >= VANISHED_GRACE:
-                    return verdict.vanished_verdict(
-                        records, "the final stage's process exited and no result.json followed")
+                    return verdict.vanished_verdict(records, why)
+            else:
+                gone_since = None
             if elapsed >= give_up:
                 LOG.warning("giving up: cloud-init has not finished after %.0f s", elapsed)
                 return None
@@ -101,6 +106,20 @@ class Reporter:
     @property
     def _run(self) -> str:
         return self.settings.run_dir
+
+    def _vanished(self, records: verdict.Records) -> Optional[str]:
+        """Why cloud-init looks gone without finishing, or None.
+
+        Either the final stage's process (its pid noted by the module) has
+        exited, or a stage that status.json says is running has no cloud-init
+        process left: killed, crashed, out of memory.
+        """
+        if self._final_stage_gone():
+            return "the final stage's process exited and no result.json followed"
+        stage = verdict.current_stage(records.status)
+        if stage and not _cloud_init_running():
+            return f"stage {stage} started but no cloud-init process is running"
+        return None
 
     def _final_stage_gone(self) -> bool:
         try:
@@ -248,6 +267,23 @@ class Reporter:
 def _stage_done(status: Optional[Dict[str, Any]], name: str) -> bool:
     stage = (status or {}).get(name)
     return isinstance(stage, dict) and bool(stage.get("finished"))
+
+
+def _cloud_init_running() -> bool:
+    me = os.getpid()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
+    except OSError:
+        return True  # cannot tell: assume it runs, the deadline still applies
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read(4096)
+        except OSError:
+            continue
+        if any(name in cmdline for name in _CLOUD_INIT_CMDLINE) and _alive(pid):
+            return True
+    return False
 
 
 def _alive(pid: int) -> bool:

@@ -208,3 +208,26 @@ def test_no_stanza_means_no_event_and_no_reporter(fleet, consumer) -> None:
     boot = inst.boot(user_data="#!/bin/sh\necho hi\n", wait_reporter=10)
     assert consumer.drain(settle=2.0) == []
     assert not (boot.paths.run_bosky / "reporter.lock").exists()
+
+
+def test_cloud_init_killed_mid_boot_reports_fail(fleet, consumer, detail_validator) -> None:
+    """The OOM killer or an operator ends cloud-init: no result.json, still a verdict."""
+    inst = fleet()
+    boot = inst.boot(user_data=multipart(
+        ("text/cloud-config", "#cloud-config\n" + stanza(consumer)),
+        ("text/x-shellscript", "#!/bin/sh\necho 'pulling 4 GB image'\n"
+                               "pkill -9 -f 'cloudinit.cmd.main modules --mode=final'\n"),
+    ), wait_reporter=90)
+    assert boot.result is None  # cloud-init never wrote it
+    detail = only_verdict(consumer, detail_validator)
+    assert detail["Status"] == "fail"
+    assert "without writing result.json" in detail["Message"]
+    assert detail["CurrentStage"] == "modules-final"
+    assert "pulling 4 GB image" in detail["LogTail"]
+
+
+def test_nothing_is_left_running_after_the_verdict(fleet, consumer) -> None:
+    inst = fleet()
+    boot = inst.boot(user_data="#cloud-config\n" + stanza(consumer), wait_reporter=60)
+    assert verdicts(consumer)
+    assert boot.leftover_processes == []
