@@ -9,6 +9,7 @@ emulator too, and the assertion is on what a consumer's queue receives.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from typing import Any, Callable, Dict, List
 
@@ -231,3 +232,17 @@ def test_nothing_is_left_running_after_the_verdict(fleet, consumer) -> None:
     boot = inst.boot(user_data="#cloud-config\n" + stanza(consumer), wait_reporter=60)
     assert verdicts(consumer)
     assert boot.leftover_processes == []
+
+
+def test_bosky_status_shows_the_boot_verdict(fleet, consumer, bosky, env) -> None:
+    inst = fleet()
+    boot = inst.boot(user_data="#cloud-config\n" + stanza(consumer), wait_reporter=60)
+    (event,) = verdicts(consumer)
+    shown = bosky(["status", "--json"], env={**env, "BOSKY_RUN_DIR": str(boot.paths.run_bosky),
+                                             "BOSKY_SPOOL_DIR": str(boot.paths.var_lib_bosky
+                                                                    / "spool")})
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["verdict"]["EventId"] == event["detail"]["EventId"]
+    assert report["verdict"]["Sent"] is True
+    assert report["reporter"] == "not running" and report["spool"]["events"] == []
