@@ -21,7 +21,7 @@ from typing import Any, Dict, List
 
 from tests.harness.boot import Instance
 from tests.harness.imds import MetadataServer
-from tests.harness.releases import RELEASE_IDS, ensure_release
+from tests.harness.releases import RELEASE_IDS, compile_bosky, ensure_release
 from tests.support.emulator import EventBridgeEmulator, make_consumer
 
 PROJECT = "bosky-demo"
@@ -81,6 +81,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print the whole events")
     args = parser.parse_args(argv)
     release = ensure_release(args.release)
+    compile_bosky(release)
     with EventBridgeEmulator() as emulator, MetadataServer() as imds, \
             tempfile.TemporaryDirectory(prefix="bosky-demo-") as tmp:
         consumer = make_consumer(emulator, pattern={"detail-type": ["User Data"],

@@ -30,7 +30,7 @@ import pytest
 
 from .boot import Instance
 from .imds import MetadataServer
-from .releases import RELEASE_IDS, Release, ensure_release
+from .releases import RELEASE_IDS, Release, compile_bosky, ensure_release
 
 BOOT_FIXTURES = frozenset({"cloudinit_release", "instance"})
 
@@ -83,7 +83,9 @@ def cloudinit_release(request: pytest.FixtureRequest) -> Release:
     if problem:
         pytest.skip(problem)
     version: str = request.param
-    return ensure_release(version)
+    release = ensure_release(version)
+    compile_bosky(release)
+    return release
 
 
 @pytest.fixture
