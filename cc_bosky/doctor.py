@@ -152,7 +152,7 @@ if "error" not in out["cloudinit"]:
     try:
         from cloudinit import version
         out["cloudinit"]["version"] = version.version_string()
-    except Exception as exc:
+    except Exception:
         out["cloudinit"]["version"] = ""
 print(json.dumps(out))
 """
