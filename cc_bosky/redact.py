@@ -17,15 +17,28 @@ _Rule = Tuple[Pattern[str], Union[str, Callable[[Match[str]], str]]]
 
 _SECRET_WORD = (
     r"(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key"
-    r"|private[_-]?key|client[_-]?secret|credentials?|auth)"
+    r"|private[_-]?key|client[_-]?secret|credentials?|auth|cookie"
+    # DB_PASS, --pass, db.pass: "pass" as a word of a key, but not "bypass",
+    # "passed" or automake's "PASS: test-name".
+    r"|(?<=[_.-])pass(?![a-z]))"
 )
+# Debian's "package:arch" (libsecret-1-0:amd64) is not a key and its value.
+_ARCH = r"(?:amd64|arm64|armhf|armel|i386|all|ppc64el|s390x|riscv64|mips64el)\b"
+_PEM_LABEL = r"[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?"
 
+# mysql's -pPASSWORD: the password glued to -p.
+_GLUED_P = re.compile(r"(\s-p)(?!\[REDACTED)[^\s-]\S*")
+
+# Every rule that starts with a repeated class is anchored by a lookbehind at
+# the start of a run of that class: without it a long run (a base64 blob, a
+# line of dashes) is retried from each of its positions, which is quadratic
+# and took minutes on one 256 KiB log line.
 _RULES: List[_Rule] = [
-    # PEM private keys, also a block whose END was cut off by the tail.
-    (re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)",
+    # PEM and PGP private keys, also a block whose END was cut off by the tail
+    # (one whose BEGIN was cut off is handled by _mask_headless_keys).
+    (re.compile(rf"-----BEGIN (?P<label>{_PEM_LABEL})-----.*?(?:-----END (?P=label)-----|\Z)",
                 re.DOTALL),
-     lambda m: f"-----BEGIN {m.group(1)}PRIVATE KEY----- {MASK} "
-               f"-----END {m.group(1)}PRIVATE KEY-----"),
+     lambda m: f"-----BEGIN {m['label']}----- {MASK} -----END {m['label']}-----"),
     # AWS access key ids (long-term AKIA, temporary ASIA, and the other documented prefixes).
     (re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b"),
      "[REDACTED-AWS-ACCESS-KEY-ID]"),
@@ -35,13 +48,19 @@ _RULES: List[_Rule] = [
      lambda m: f"{m.group(1)}{(m.group(2) + ' ') if m.group(2) else ''}{MASK}"),
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"), f"Bearer {MASK}"),
     # Credentials inside URLs: scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s@/]+@"), rf"\g<1>{MASK}@"),
+    (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s@/]+@"),
+     rf"\g<1>{MASK}@"),
+    # curl -u user:password, and mysql -pPASSWORD (the password glued to -p).
+    (re.compile(r"(?<![\w-])((?:-u|--user)[ =]?[\"']?[^\s:\"']+:)(?!\[REDACTED)[^\s\"']+"),
+     rf"\g<1>{MASK}"),
+    (re.compile(r"(?i)\b(?:mysql|mariadb)[\w-]*\b[^\n]*"),
+     lambda m: _GLUED_P.sub(rf"\g<1>{MASK}", m.group())),
     # key=value, key: value, --key value and JSON "key": "value" pairs whose key names a secret.
-    (re.compile(rf"(?i)([\"']?[\w.-]*{_SECRET_WORD}[\w.-]*[\"']?\s*[=:]\s*)"
-                r"(?!\[REDACTED|(?:bearer|basic|token|aws4-hmac-sha256) )"
+    (re.compile(rf"(?i)([\"']?(?<![\w.-])[\w.-]*{_SECRET_WORD}[\w.-]*[\"']?\s*[=:]\s*)"
+                rf"(?!\[REDACTED|(?:bearer|basic|token|aws4-hmac-sha256) |{_ARCH})"
                 r"(\"[^\"]*\"|'[^']*'|[^\s,;&}]+)"),
      lambda m: f"{m.group(1)}{_quoted_mask(m.group(2))}"),
-    (re.compile(rf"(?i)(--[\w-]*{_SECRET_WORD}[\w-]*[ =])(\"[^\"]*\"|'[^']*'|\S+)"),
+    (re.compile(rf"(?i)((?<![\w-])--[\w-]*{_SECRET_WORD}[\w-]*[ =])(\"[^\"]*\"|'[^']*'|\S+)"),
      lambda m: f"{m.group(1)}{_quoted_mask(m.group(2))}"),
     # JSON Web Tokens.
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), MASK),
@@ -52,6 +71,33 @@ _RULES: List[_Rule] = [
     (re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
      lambda m: MASK if _looks_like_secret_key(m.group()) else m.group()),
 ]
+# A line of a key's body: base64, or an encrypted key's Proc-Type/DEK-Info header.
+_KEY_BODY_LINE = re.compile(r"[A-Za-z0-9+/=]*[ \t]*\r?|(?:Proc-Type|DEK-Info|Comment|Version):.*")
+_HEADLESS_END = re.compile(rf"(?m)^-----END ({_PEM_LABEL})-----")
+
+
+def _mask_headless_keys(text: str) -> str:
+    """Mask the body lines above an END line whose BEGIN was cut off by the tail.
+
+    Done by walking back from each END rather than by one regex, which would
+    rescan every run of base64 lines from each of its lines.
+    """
+    out: List[str] = []
+    done = 0
+    for m in _HEADLESS_END.finditer(text):
+        start = m.start()
+        while start > done:
+            line_start = text.rfind("\n", done, start - 1) + 1
+            if line_start < done or not _KEY_BODY_LINE.fullmatch(text, line_start, start - 1):
+                break
+            start = line_start
+        if start == m.start():
+            continue  # nothing above it looks like a key body
+        out.append(text[done:start])
+        out.append(f"{MASK} -----END {m.group(1)}-----")
+        done = m.end()
+    out.append(text[done:])
+    return "".join(out)
 
 
 def _quoted_mask(value: str) -> str:
@@ -70,6 +116,8 @@ def _looks_like_secret_key(token: str) -> bool:
 
 def redact(text: str) -> str:
     """``text`` with every secret the rules recognise replaced by a marker."""
-    for pattern, replacement in _RULES:
+    for i, (pattern, replacement) in enumerate(_RULES):
         text = pattern.sub(replacement, text)  # type: ignore[arg-type]
+        if i == 0:  # after whole blocks are gone, only headless ones are left
+            text = _mask_headless_keys(text)
     return text
