@@ -8,7 +8,9 @@ suite checks with the real jsonschema that both agree.
 
 from __future__ import annotations
 
+import math
 import re
+import reprlib
 from typing import Any, Dict, List
 
 _TYPES = {
@@ -25,6 +27,10 @@ _TYPES = {
 def errors(value: Any, schema: Dict[str, Any], path: str = "") -> List[str]:
     """Return one message per problem, each naming the key it is about."""
     where = path or "(top level)"
+    if isinstance(value, float) and math.isnan(value):
+        # YAML's .nan and float("nan") from the environment: not a JSON value,
+        # and every comparison with minimum/maximum is False, so it would pass.
+        return [f"{where}: NaN is not a number"]
     expected = schema.get("type")
     if expected is not None:
         kinds = expected if isinstance(expected, list) else [expected]
@@ -55,24 +61,60 @@ def _string_errors(value: str, schema: Dict[str, Any], where: str) -> List[str]:
                      else f"{where}: shorter than {schema['minLength']} characters")
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         found.append(f"{where}: longer than {schema['maxLength']} characters")
-    if "pattern" in schema and value and not re.search(schema["pattern"], value):
+    # JSON Schema applies a pattern to the empty string too ("" is not a
+    # region); only a string already reported as too short is not re-reported.
+    too_short = "minLength" in schema and len(value) < schema["minLength"]
+    if "pattern" in schema and not too_short and not re.search(schema["pattern"], value):
         found.append(f"{where}: {_short(value)} does not match {schema['pattern']}")
     return found
 
 
+# Past this many bad items an array's problems are counted, not listed: a
+# 1 MiB file can hold a list of 200,000 of them, all in one line of stderr.
+_MAX_ITEM_ERRORS = 5
+
+
 def _array_errors(value: List[Any], schema: Dict[str, Any], path: str) -> List[str]:
-    found = []
+    found: List[str] = []
     items = schema.get("items")
+    bad_items = 0
     if isinstance(items, dict):
         for i, item in enumerate(value):
-            found += errors(item, items, f"{path}[{i}]")
-    if schema.get("uniqueItems"):
-        seen: List[Any] = []
-        for item in value:
-            if item in seen:
-                found.append(f"{path or '(top level)'}: {_short(item)} is listed twice")
-            seen.append(item)
+            item_errors = errors(item, items, f"{path}[{i}]")
+            if item_errors:
+                bad_items += 1
+                if bad_items <= _MAX_ITEM_ERRORS:
+                    found += item_errors
+    if bad_items > _MAX_ITEM_ERRORS:
+        found.append(f"{path or '(top level)'}: {bad_items - _MAX_ITEM_ERRORS} more bad items")
+    if schema.get("uniqueItems") and not bad_items:
+        found += [f"{path or '(top level)'}: {_short(item)} is listed twice"
+                  for item in _repeated(value)]
     return found
+
+
+def _repeated(value: List[Any]) -> List[Any]:
+    """Items equal to an earlier one, by JSON equality (true is not 1).
+
+    Hashable items go through a set: comparing each with all before it is
+    quadratic, minutes for a list that fits in a 1 MiB file.
+    """
+    seen = set()
+    unhashable: List[Any] = []
+    repeated: List[Any] = []
+    for item in value:
+        key = (isinstance(item, bool), item)
+        try:
+            if key in seen and item not in repeated:
+                repeated.append(item)
+            seen.add(key)
+        except TypeError:  # a list or a mapping
+            if key in unhashable and item not in repeated:
+                repeated.append(item)
+            unhashable.append(key)
+        if len(repeated) > _MAX_ITEM_ERRORS:
+            break
+    return repeated
 
 
 def _object_errors(value: Dict[Any, Any], schema: Dict[str, Any], path: str) -> List[str]:
@@ -102,6 +144,12 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+# Bounded: a YAML file of nested aliases ("billion laughs") is small on disk
+# and has an exponential repr.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 60
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
