@@ -148,20 +148,37 @@ def make_event(
         "Time": now_rfc3339(),
         "Origin": origin,
     }
-    detail.update(identity)
+    # Every string, not only the message: a lone surrogate anywhere (an
+    # argument that is not UTF-8, a "\ud800" escape in cloud-init's JSON
+    # records) makes the entry unencodable, and the verdict would be lost.
+    detail.update(_clean(dict(identity)))
     detail["BoskyVersion"] = __version__
     detail["SchemaVersion"] = SCHEMA_VERSION
     if extra:
-        detail.update(extra)
-    event = Event(source, detail_type, detail, resources, event_bus)
+        detail.update(_clean(dict(extra)))
+    event = Event(clean_text(source), clean_text(detail_type), detail,
+                  tuple(clean_text(r) for r in resources),
+                  clean_text(event_bus) if event_bus else event_bus)
     return fit(event)
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with every string in it (keys too) passed through :func:`clean_text`."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
 
 
 def fit(event: Event, limit: int = MAX_EVENT_BYTES) -> Event:
     """``event`` cut down to ``limit`` bytes, marked ``Truncated`` if anything was cut.
 
     What is cut first is what matters least: the oldest log lines, then long
-    error strings and the end of the error list, then the message's tail.
+    error strings and the end of the error list, then recoverable errors and
+    config warnings, then the message's tail.
     """
     overhead = event.size() - len(dumps(event.detail).encode("utf-8"))
     budget = limit - overhead
@@ -169,7 +186,8 @@ def fit(event: Event, limit: int = MAX_EVENT_BYTES) -> Event:
     if _size(detail) <= budget:
         return event
     detail["Truncated"] = True
-    for shrink in (_shrink_log_tail, _shrink_errors, _drop_recoverable, _shrink_message):
+    for shrink in (_shrink_log_tail, _shrink_errors, _drop_recoverable,
+                   _shrink_config_warnings, _shrink_message):
         excess = _size(detail) - budget
         if excess <= 0:
             break
@@ -191,7 +209,8 @@ def _shrink_log_tail(detail: Dict[str, Any], excess: int) -> None:
     lines: List[str] = list(detail.get("LogTail") or [])
     freed = 0
     while lines and freed < excess:
-        freed += _encoded(lines.pop(0)) + 1
+        # A line frees its comma too, unless it was the last one.
+        freed += _encoded(lines.pop(0)) + (1 if lines else 0)
     if "LogTail" in detail:
         detail["LogTail"] = lines
 
@@ -204,11 +223,21 @@ def _shrink_errors(detail: Dict[str, Any], excess: int) -> None:
     detail["Errors"] = errors
     excess -= before - _size(detail)
     while errors and excess > 0:
-        excess -= _encoded(errors.pop()) + 1
+        excess -= _encoded(errors.pop()) + (1 if errors else 0)
 
 
 def _drop_recoverable(detail: Dict[str, Any], excess: int) -> None:
     detail.pop("RecoverableErrors", None)
+
+
+def _shrink_config_warnings(detail: Dict[str, Any], excess: int) -> None:
+    # A stanza with thousands of unknown keys has as many warnings; without
+    # this the event could not be fitted at all.
+    warnings: List[str] = list(detail.get("ConfigWarnings") or [])
+    while warnings and excess > 0:
+        excess -= _encoded(warnings.pop()) + (1 if warnings else 0)
+    if "ConfigWarnings" in detail:
+        detail["ConfigWarnings"] = warnings
 
 
 def _shrink_message(detail: Dict[str, Any], excess: int) -> None:
