@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -214,8 +215,9 @@ def _recoverable(records: Records,
                 if ignore(str(level), message):
                     continue
                 bucket = merged.setdefault(str(level), [])
-                if message not in bucket and len(bucket) < _MAX_ERRORS:
-                    bucket.append(_trim(message))
+                trimmed = _trim(message)  # compared trimmed: the bucket holds trimmed ones
+                if trimmed not in bucket and len(bucket) < _MAX_ERRORS:
+                    bucket.append(trimmed)
     return merged
 
 
@@ -228,13 +230,32 @@ def _strings(value: Any) -> List[str]:
     if value is None:
         return []
     items = value if isinstance(value, list) else [value]
-    return [item if isinstance(item, str) else json.dumps(item, default=str) for item in items]
+    return [_string(item) for item in items]
+
+
+def _string(item: Any) -> str:
+    if isinstance(item, str):
+        return item
+    try:
+        return json.dumps(item, default=str)
+    except (RecursionError, ValueError):  # nested as deep as json.loads allows
+        return f"({type(item).__name__} nested too deeply to show)"
 
 
 def _num(value: Any) -> Optional[float]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return None
+    """A positive, finite time; None for anything else.
+
+    JSON from disk may hold ``Infinity`` or ``NaN`` (Python's json accepts
+    them) and integers too large for a float: a duration of inf would make the
+    event's Detail invalid JSON, and float(10**400) raises.
+    """
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def _trim(text: str, limit: int = 2048) -> str:
