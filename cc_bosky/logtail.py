@@ -29,8 +29,11 @@ def tail(path: str = OUTPUT_LOG, lines: int = 50) -> List[str]:
     if size > _MAX_READ:  # the first line read is probably partial
         text = text.split("\n", 1)[-1]
     # Redact the whole text first: a private key block spans lines.
-    kept = redact(text).rstrip("\n").split("\n")[-lines:]
-    return [_clip(printable(line.rstrip("\r"), one_line=True)) for line in kept if line or kept]
+    body = redact(text).rstrip("\n")
+    if not body:  # an empty log has no lines, not one empty line
+        return []
+    kept = body.split("\n")[-lines:]
+    return [_clip(printable(line.rstrip("\r"), one_line=True)) for line in kept]
 
 
 def _clip(line: str) -> str:

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-_NEWLINES = re.compile(r"[\r\n]")
+# C0 and C1 controls but tab and newline, the Unicode line and paragraph
+# separators, the bidi embeddings, overrides and isolates (they reorder what
+# a terminal shows, "Trojan Source"), and lone surrogates (not encodable:
+# printing one to a UTF-8 stdout raises).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                      r"\ud800-\udfff]")
+_ONE_LINE = re.compile(r"[\t\n]")
 
 
 def printable(text: str, one_line: bool = True) -> str:
     """``text`` with control characters escaped, so it cannot move the cursor,
-    rewrite a terminal line or forge another log line."""
+    rewrite a terminal line or forge another log line.
+
+    With ``one_line`` (the default) tab and newline are escaped too; without,
+    they are kept for text that is meant to span lines.
+    """
     out = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
                        else f"\\u{ord(m.group()):04x}", text)
     if one_line:
-        out = _NEWLINES.sub(lambda m: "\\n" if m.group() == "\n" else "\\r", out)
+        out = _ONE_LINE.sub(lambda m: "\\n" if m.group() == "\n" else "\\t", out)
     return out
