@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
@@ -399,14 +400,20 @@ def test_endpoint_through_a_proxy(listener: int) -> None:
 
 
 def test_a_hanging_connect_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    released = threading.Event()
+    finished = threading.Event()
+
     def stuck(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(1.0)  # a name lookup that hangs past the timeout
+        released.wait(5.0)  # a name lookup that hangs past the timeout
+        finished.set()
         raise OSError("gave up late")
 
     monkeypatch.setattr(socket, "create_connection", stuck)
     started = time.monotonic()
     assert doctor.tcp_connect("events.example", 443, 0.3) == "no answer within 0.3 s"
     assert time.monotonic() - started < 2
+    released.set()  # let the abandoned attempt end while the stand-in is still in place
+    assert finished.wait(5.0)
 
 
 def test_the_default_endpoint_follows_the_partition(tmp_path: Path) -> None:
