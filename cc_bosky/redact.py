@@ -47,8 +47,8 @@ _RULES: List[_Rule] = [
                 r"[^\s\"']+"),
      lambda m: f"{m.group(1)}{(m.group(2) + ' ') if m.group(2) else ''}{MASK}"),
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"), f"Bearer {MASK}"),
-    # Credentials inside URLs: scheme://user:password@host
-    (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s@/]+@"),
+    # Credentials inside URLs: scheme://user:password@host, also redis://:password@host
+    (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@"),
      rf"\g<1>{MASK}@"),
     # curl -u user:password, and mysql -pPASSWORD (the password glued to -p).
     (re.compile(r"(?<![\w-])((?:-u|--user)[ =]?[\"']?[^\s:\"']+:)(?!\[REDACTED)[^\s\"']+"),
