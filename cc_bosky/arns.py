@@ -57,3 +57,20 @@ def event_bus_arn(bus: Optional[str], region: Optional[str], account_id: Optiona
         f"arn:{partition(region)}:events:{region or '*'}:{account_id or '*'}"
         f":event-bus/{bus or 'default'}"
     )
+
+
+def bus_region(event_bus: Optional[str]) -> Optional[str]:
+    """The region in an event bus ARN (``arn:aws:events:REGION:ACCOUNT:event-bus/NAME``)."""
+    if event_bus and event_bus.startswith("arn:"):
+        parts = event_bus.split(":")
+        if len(parts) >= 6 and parts[3]:
+            return parts[3]
+    return None
+
+
+def send_region(event_bus: Optional[str], configured: Optional[str],
+                instance_region: Optional[str]) -> Optional[str]:
+    """Where PutEvents must go: a bus given by ARN lives in the ARN's region,
+    whatever the environment's default region says; then the configured
+    region, then the instance's own."""
+    return bus_region(event_bus) or configured or instance_region

@@ -117,7 +117,9 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
         raise UsageError("--status must not be empty")
     message = _read_message(args.message)
     ident = identity_mod.resolve(instance_id, environ)
-    region = settings.region or ident.region
+    from .arns import send_region
+
+    region = send_region(settings.event_bus, settings.region, ident.region)
     if not region:
         raise UsageError("no AWS region: pass --region, set AWS_REGION, or put 'region:' in "
                          f"{args.config or config.DEFAULT_CONFIG_FILE}")
@@ -258,13 +260,19 @@ def status_command(argv: List[str], environ: Mapping[str, str]) -> int:
 def render_status(report: Mapping[str, Any]) -> str:
     lines: List[str] = []
     verdict = report.get("verdict")
-    if verdict:
+    spool = report["spool"]
+    waiting = {item["EventId"] for item in spool["events"]}
+    if not verdict:
+        lines.append("this boot: no verdict yet")
+    elif verdict.get("Sent") is False:
+        lines.append(f"this boot: {verdict.get('Status')} (not sent: 'send' leaves it out)")
+    elif verdict.get("EventId") in waiting:
+        lines.append(f"this boot: {verdict.get('Status')} not delivered yet, waiting in the "
+                     f"spool as {verdict.get('EventId')}")
+    else:
         lines.append(f"this boot: {verdict.get('Status')} sent as {verdict.get('EventId')} "
                      f"at {verdict.get('Time')}")
-    else:
-        lines.append("this boot: no verdict sent yet")
     lines.append(f"reporter: {report.get('reporter')}")
-    spool = report["spool"]
     lines.append(f"spool {spool['directory']}: {len(spool['events'])} event(s), "
                  f"{spool['bytes']} bytes, {spool['dropped']} dropped, "
                  f"{len(spool['corrupt'])} corrupt, {len(spool['rejected'])} rejected")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import sys
 from functools import cache
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -137,4 +138,9 @@ def schema_command(argv: List[str], environ: Mapping[str, str]) -> int:
     scope = "cloud-init's schema with bosky's stanza" if with_cloud_init else \
         "bosky's stanza only (cloud-init is not installed for this Python)"
     print(f"{args.file}: valid ({scope})")
+    if "bosky" not in data:
+        # Older cloud-init schemas accept unknown top-level keys, so a typo
+        # such as 'boksy:' passes them; without the key the module never runs.
+        print(f"bosky: warning: {args.file} has no 'bosky' key: the module will not run "
+              "with this file alone", file=sys.stderr)
     return EXIT_OK

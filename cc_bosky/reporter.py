@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from . import config, state, verdict
+from . import arns, config, state, verdict
 from .event import Event, make_event, stable_event_id
 from .identity import Identity, identity_from_record, read_boot_id
 from .spool import Spool, SpoolError
@@ -142,7 +142,8 @@ class Reporter:
             LOG.info("%s verdict %s not sent (send: %s)", kind, event.status,
                      ", ".join(self.settings.send))
             return
-        region = self.settings.region or str(event.detail.get("Region") or "")
+        region = arns.send_region(self.settings.event_bus, self.settings.region,
+                             str(event.detail.get("Region") or "") or None)
         if not region:
             LOG.error("%s verdict %s not sent: no region configured or known", kind, event.status)
             return
@@ -175,9 +176,7 @@ class Reporter:
             from .logtail import OUTPUT_LOG, tail
 
             extra["LogTail"] = tail(OUTPUT_LOG, self.settings.log_lines)
-        from .arns import instance_arn
-
-        region = self.settings.region or ident.region
+        region = arns.send_region(self.settings.event_bus, self.settings.region, ident.region)
         return make_event(
             source=self.settings.project,
             detail_type=self.settings.detail_type,
@@ -185,7 +184,8 @@ class Reporter:
             message=found.message,
             identity=ident.detail_fields(),
             origin="boot",
-            resources=(instance_arn(ident.instance_id, ident.region or region, ident.account_id),)
+            resources=(arns.instance_arn(ident.instance_id, ident.region or region,
+                                         ident.account_id),)
             if ident.instance_id else (),
             event_bus=self.settings.event_bus,
             extra=extra,

@@ -298,3 +298,20 @@ def test_undelivered_event_is_spooled_and_flushed_later(bosky, env, consumer,
     event = one_event(consumer)
     assert event["detail"]["EventId"] == waiting["EventId"]
     assert json.loads(bosky(["status", "--json"], env=down).stdout)["spool"]["events"] == []
+
+
+@pytest.mark.parametrize("verdict, spooled, says", [
+    (None, [], "no verdict yet"),
+    ({"Status": "pass", "EventId": "e1", "Time": "t", "Sent": False}, [], "not sent"),
+    ({"Status": "fail", "EventId": "e1", "Time": "t", "Sent": True}, ["e1"], "waiting in the spool"),
+    ({"Status": "fail", "EventId": "e1", "Time": "t", "Sent": True}, [], "fail sent as e1"),
+])
+def test_status_says_what_became_of_this_boots_verdict(verdict, spooled, says) -> None:
+    from cc_bosky.cli import render_status
+
+    report = {"verdict": verdict, "reporter": "not running",
+              "spool": {"directory": "/s", "bytes": 0, "dropped": 0, "corrupt": [],
+                        "rejected": [], "events": [
+                            {"EventId": e, "Status": "fail", "AgeSeconds": 1.0, "Attempts": 1,
+                             "LastError": "ConnectionError"} for e in spooled]}}
+    assert says in render_status(report).splitlines()[0]

@@ -87,3 +87,10 @@ def test_off_ec2_the_lookup_gives_up_quickly(tmp_path: Path) -> None:
                              instance_data=str(tmp_path / "missing.json"))
     assert found.instance_id is None
     assert time.monotonic() - began < 2 * identity.IMDS_TIMEOUT + 1
+
+
+def test_a_bus_given_by_arn_is_sent_to_in_its_own_region() -> None:
+    bus = "arn:aws:events:us-east-1:111122223333:event-bus/platform"
+    assert arns.send_region(bus, "eu-west-1", "ap-south-1") == "us-east-1"
+    assert arns.send_region("platform", "eu-west-1", "ap-south-1") == "eu-west-1"
+    assert arns.send_region(None, None, "ap-south-1") == "ap-south-1"
