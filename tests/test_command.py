@@ -303,7 +303,8 @@ def test_undelivered_event_is_spooled_and_flushed_later(bosky, env, consumer,
 @pytest.mark.parametrize("verdict, spooled, says", [
     (None, [], "no verdict yet"),
     ({"Status": "pass", "EventId": "e1", "Time": "t", "Sent": False}, [], "not sent"),
-    ({"Status": "fail", "EventId": "e1", "Time": "t", "Sent": True}, ["e1"], "waiting in the spool"),
+    ({"Status": "fail", "EventId": "e1", "Time": "t", "Sent": True}, ["e1"],
+     "waiting in the spool"),
     ({"Status": "fail", "EventId": "e1", "Time": "t", "Sent": True}, [], "fail sent as e1"),
 ])
 def test_status_says_what_became_of_this_boots_verdict(verdict, spooled, says) -> None:
