@@ -29,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
@@ -92,7 +93,8 @@ class Spool:
         self.directory = directory
         self.max_events = max_events
         self.max_bytes = max_bytes
-        self._lock_depth = 0  # lock() is re-entrant within this object
+        self._lock_depth = 0  # lock() is re-entrant for the thread holding it
+        self._lock_owner: Optional[int] = None
 
     # -- writing ---------------------------------------------------------
 
@@ -102,7 +104,8 @@ class Spool:
 
         ``hold``: keep the record locked (``record.lock_fd``) until
         :meth:`release`, :meth:`remove` or :meth:`update`, so no flusher sends
-        it while this process is still sending it itself.
+        it while this process is still sending it itself. A held record does
+        not push older ones out of the spool yet: most are delivered at once.
         """
         self._ensure_dir()
         name = f"{time.time_ns():0{_STAMP_DIGITS}d}-{event.event_id}{_SUFFIX}"
@@ -112,7 +115,8 @@ class Spool:
         if existing:  # the same event spooled before: keep one file per EventId
             record.path = existing
         record.lock_fd = self._write(record, hold)
-        self._enforce_bound()
+        if not hold:  # a held record is counted once it is released undelivered
+            self._enforce_bound()
         return record
 
     def _write(self, record: Record, hold: bool = False) -> Optional[int]:
@@ -235,10 +239,13 @@ class Spool:
         """
         record.attempts = record.attempts + 1 if attempts is None else attempts
         record.last_error = reason
+        was_held = record.lock_fd is not None
         with contextlib.suppress(SpoolError):  # disk full: the old copy stays, still valid
             if os.path.exists(record.path):
                 self._write(record)
         self.release(record)
+        if was_held:  # it stays in the spool now: the bound applies to it
+            self._enforce_bound()
 
     def _enforce_bound(self) -> None:
         with self.lock(blocking=False) as held:
@@ -330,7 +337,7 @@ class Spool:
         Re-entrant: a flusher that holds it may call what takes it again
         (flock would otherwise block on its own second descriptor).
         """
-        if self._lock_depth:
+        if self._lock_depth and self._lock_owner == threading.get_ident():
             self._lock_depth += 1
             try:
                 yield True
@@ -343,12 +350,15 @@ class Spool:
         except (OSError, SpoolError):
             yield False
             return
+        got = False
         try:
             got = _flock(fd, blocking, timeout)
-            self._lock_depth = 1 if got else 0
+            if got:
+                self._lock_depth, self._lock_owner = 1, threading.get_ident()
             yield got
         finally:
-            self._lock_depth = 0
+            if got:
+                self._lock_depth, self._lock_owner = 0, None
             os.close(fd)
 
 
