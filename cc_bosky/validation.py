@@ -13,6 +13,8 @@ import re
 import reprlib
 from typing import Any, Dict, List
 
+from .text import printable
+
 _TYPES = {
     "string": lambda v: isinstance(v, str),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -132,6 +134,9 @@ def _object_errors(value: Dict[Any, Any], schema: Dict[str, Any], path: str) -> 
 
 
 def _join(path: str, key: str) -> str:
+    # A key is user data: escaped, it cannot put a line of its own into
+    # cloud-init's log or the event's ConfigWarnings.
+    key = printable(key)
     return f"{path}.{key}" if path else key
 
 
