@@ -175,7 +175,8 @@ def test_nan_is_not_a_number_although_jsonschema_lets_it_pass() -> None:
                    "final newline; the patterns need `$(?!\\n)` (reported, not this file's owner)")
 @pytest.mark.parametrize("key, value", [("project", "fleet\n"), ("region", "us-east-1\n"),
                                         ("detail_type", "User Data\n"),
-                                        ("endpoint_url", "https://vpce.example\n")])
+                                        ("endpoint_url", "https://vpce.example\n"),
+                                        ("event_bus", "ops\n")])
 def test_a_trailing_newline_is_refused(key: str, value: str) -> None:
     assert validation.errors({key: value}, SCHEMA)
     assert not DRAFT4.is_valid({key: value})
