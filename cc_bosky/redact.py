@@ -56,11 +56,14 @@ _RULES: List[_Rule] = [
     (re.compile(r"(?i)\b(?:mysql|mariadb)[\w-]*\b[^\n]*"),
      lambda m: _GLUED_P.sub(rf"\g<1>{MASK}", m.group())),
     # key=value, key: value, --key value and JSON "key": "value" pairs whose key names a secret.
-    (re.compile(rf"(?i)([\"']?(?<![\w.-])[\w.-]*{_SECRET_WORD}[\w.-]*[\"']?\s*[=:]\s*)"
+    # Keys are bounded: in a long run of key characters holding the word many
+    # times ("authauth..."), unbounded ones backtrack quadratically.
+    (re.compile(rf"(?i)([\"']?(?<![\w.-])[\w.-]{{0,64}}{_SECRET_WORD}[\w.-]{{0,64}}[\"']?\s*[=:]\s*)"
                 rf"(?!\[REDACTED|(?:bearer|basic|token|aws4-hmac-sha256) |{_ARCH})"
                 r"(\"[^\"]*\"|'[^']*'|[^\s,;&}]+)"),
      lambda m: f"{m.group(1)}{_quoted_mask(m.group(2))}"),
-    (re.compile(rf"(?i)((?<![\w-])--[\w-]*{_SECRET_WORD}[\w-]*[ =])(\"[^\"]*\"|'[^']*'|\S+)"),
+    (re.compile(rf"(?i)((?<![\w-])--[\w-]{{0,64}}{_SECRET_WORD}[\w-]{{0,64}}[ =])"
+                r"(\"[^\"]*\"|'[^']*'|\S+)"),
      lambda m: f"{m.group(1)}{_quoted_mask(m.group(2))}"),
     # JSON Web Tokens.
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), MASK),
