@@ -118,7 +118,7 @@ def stage_durations(status: Optional[Dict[str, Any]]) -> Dict[str, float]:
 def current_stage(status: Optional[Dict[str, Any]]) -> Optional[str]:
     stage = status.get("stage") if status else None
     if isinstance(stage, str) and stage:
-        return stage
+        return _trim(stage, 100)  # a stage name; anything longer is not one
     for name in reversed(STAGES):
         s = _stage(status, name)
         if _num(s.get("start")) and not _num(s.get("finished")):
@@ -182,8 +182,13 @@ def failed_modules(errors: List[str]) -> List[str]:
     names: List[str] = []
     for error in errors:
         match = _MODULE_ERROR.match(error)
-        if match and match.group(1) not in names:
-            names.append(match.group(1))
+        # Bounded like Errors: cloud-init has some 60 modules, and a list
+        # fit() cannot shorten must not be able to outgrow the event.
+        name = _trim(match.group(1), 100) if match else None
+        if name and name not in names:
+            names.append(name)
+            if len(names) == _MAX_ERRORS:
+                break
     return names
 
 

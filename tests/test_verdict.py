@@ -241,6 +241,27 @@ def test_thousands_of_errors_keep_fifty_and_still_fit(tmp_path: Path) -> None:
     assert detail["Truncated"] is True
 
 
+@pytest.mark.parametrize("status, result_", [
+    ({"v1": {"stage": "s" * 200_000}}, None),
+    (None, {"v1": {"errors": [f"('cc_mod{i}', E())" for i in range(100_000)]}}),
+    (None, {"v1": {"errors": ["('" + "m" * 1_000_000 + "', E())"]}}),
+    (None, {"v1": {"errors": [], "datasource": "d" * 1_000_000}}),
+    ({"v1": {"init": {"recoverable_errors": {f"L{i}": ["w"] for i in range(50_000)}}}},
+     {"v1": {"errors": []}}),
+], ids=["stage", "many-modules", "long-module", "datasource", "many-levels"])
+def test_no_record_can_make_an_event_too_big_to_send(tmp_path: Path, status: Any,
+                                                    result_: Any) -> None:
+    # fit() can shorten the log tail, errors and the message, not every
+    # field: the verdict must keep the others bounded, or the reporter would
+    # fail to build the one event that says the boot went wrong.
+    records = records_of(tmp_path, status, result_)
+    as_event_detail(verdict.timeout_verdict(records, 1800, 1900.0))
+    as_event_detail(verdict.vanished_verdict(records, "gone"))
+    if records.finished:
+        detail = as_event_detail(verdict.final_verdict(records))
+        assert len(detail.get("FailedModules", [])) <= 50
+
+
 @pytest.mark.parametrize("errors, expected", [
     ("one error as a string", ["one error as a string"]),
     ([42, None, {"module": "x"}, ["nested"]], ["42", "null", '{"module": "x"}', '["nested"]']),
