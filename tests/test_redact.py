@@ -186,6 +186,15 @@ UNTOUCHED = [
     "ssh -p 2222 deploy@10.0.0.5",
     "-----------------------------------------------------------------------",
     "2025-07-01T10:00:00Z INFO https://example.com:8443/health returned 200",
+    # cloud-init's own output
+    "ci-info: ++++++++Authorized keys from /home/admin/.ssh/authorized_keys for user admin++++++",
+    "ci-info: | ssh-ed25519 | 2b:9f:6a:11:0c:aa:bb:cc:dd:ee:ff:00:11:22:33:44 | - | ops@laptop |",
+    "Cloud-init v. 25.1.4 running 'modules:config' at Tue, 01 Jul 2025 10:00:00 +0000. "
+    "Up 4.56 seconds.",
+    "2025-07-01 10:00:00,123 - util.py[WARNING]: Failed to run module scripts_user "
+    "(scripts in /var/lib/cloud/instance/scripts)",
+    "npm WARN deprecated uuid@3.4.0: Please upgrade to version 7 or higher.",
+    "Successfully tagged registry.example.com/app:1.2.3",
 ]
 
 
