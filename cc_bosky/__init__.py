@@ -10,12 +10,9 @@ loads nothing heavy: boto3/botocore are imported only where an event is sent.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, Optional, Tuple
 
 from .version import __version__
-
-LOG = logging.getLogger(__name__)
 
 # cloud-init reads this to decide when to run the module (22.x and later);
 # "always" because every boot needs its verdict. No ``schema`` attribute:
@@ -44,8 +41,11 @@ def handle(name: str, cfg: Dict[str, Any], cloud: Any, *legacy: Any,
     parameters, pass ``log=`` and log a deprecation. This signature takes both
     calls and has six parameters.
     """
+    import logging  # here, not at import: the `bosky` command has no use for it
+
+    log = logging.getLogger(__name__)
     if "bosky" not in cfg:  # cloud-init before 22.x ignores activate_by_schema_keys
-        LOG.debug("bosky: no 'bosky' key in cloud-config, nothing to report")
+        log.debug("bosky: no 'bosky' key in cloud-config, nothing to report")
         return
     try:
         from .launcher import start_reporter
@@ -54,9 +54,9 @@ def handle(name: str, cfg: Dict[str, Any], cloud: Any, *legacy: Any,
         pid = start_reporter(cfg.get("bosky"), run_dir, cloud_dir,
                              cloud_init_version=_cloud_init_version())
         if pid:
-            LOG.debug("bosky: reporter %s started", pid)
+            log.debug("bosky: reporter %s started", pid)
     except Exception as exc:  # a reporting tool must never break the boot it reports
-        LOG.warning("bosky: could not start the boot reporter: %s", exc)
+        log.warning("bosky: could not start the boot reporter: %s", exc)
 
 
 def _cloud_paths(cloud: Any) -> Tuple[str, str]:
