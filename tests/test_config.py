@@ -129,7 +129,7 @@ def mappings() -> st.SearchStrategy[Dict[Any, Any]]:
     )
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.one_of(mappings(), _WRONG))
 def test_the_mini_validator_and_jsonschema_agree(value: Any) -> None:
     found = validation.errors(value, SCHEMA)
@@ -259,7 +259,7 @@ _CONFIG_FILES = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=_CONFIG_FILES)
 def test_any_config_file_is_accepted_or_one_line_naming_the_key(workdir: Path,
                                                                raw: bytes) -> None:

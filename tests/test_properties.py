@@ -133,7 +133,7 @@ def unopenable(path: str) -> bool:
     return "\x00" in path
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(argv=_ARGV, stdin=st.binary(max_size=50))
 def test_any_arguments_end_in_an_exit_code_never_a_traceback(workdir: Path, argv: List[str],
                                                             stdin: bytes) -> None:
