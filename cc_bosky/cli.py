@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence
 
@@ -20,6 +21,12 @@ from .text import printable
 from .version import __version__
 
 MAX_STDIN_MESSAGE = 1024 * 1024
+MAX_STATUS = 256  # the detail schema's bound
+# An instance id is one Resources entry (at most 2048 characters); real ones
+# are i- and 17 hex digits, hand-made ones (`web-1`) must at least be sane.
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,256}")
+# Characters a terminal acts on that JSON leaves raw with ensure_ascii=False.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,6 +122,11 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
         raise UsageError("say what happened: one of --pass, --fail, --info or --status STATUS")
     if not args.status.strip():
         raise UsageError("--status must not be empty")
+    if len(args.status) > MAX_STATUS:
+        raise UsageError(f"--status is longer than {MAX_STATUS} characters")
+    if instance_id is not None and not _INSTANCE_ID.fullmatch(instance_id):
+        raise UsageError("--instance-id (or BOSKY_INSTANCE_ID) must be 1 to 256 letters, digits "
+                         "or ._:/-")
     message = _read_message(args.message)
     ident = identity_mod.resolve(instance_id, environ)
     from .arns import send_region
@@ -176,8 +188,15 @@ def _print_dry_run(entry: Dict[str, Any]) -> int:
 
     size = entry_size(entry)
     out = {"Entries": [entry], "SizeBytes": size, "BillingUnits": billing_units(size)}
-    print(json.dumps(out, indent=2, ensure_ascii=False))
+    print(safe_json(out))
     return EXIT_OK
+
+
+def safe_json(data: Any) -> str:
+    """Indented JSON with non-ASCII text kept readable but every character a
+    terminal would act on escaped (still valid JSON, the same values)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _print_permissions(settings: config.Settings, region: Optional[str],
@@ -251,7 +270,7 @@ def status_command(argv: List[str], environ: Mapping[str, str]) -> int:
 
     report = describe(settings)
     if args.json:
-        print(json.dumps(report, indent=2, ensure_ascii=False))
+        print(safe_json(report))
     else:
         print(render_status(report))
     return EXIT_OK

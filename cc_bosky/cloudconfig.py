@@ -131,7 +131,11 @@ def schema_command(argv: List[str], environ: Mapping[str, str]) -> int:
             raw = f.read(16 * 1024 * 1024)
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    except ValueError:  # a NUL or an unencodable character in the path
+        raise UsageError(f"cannot read {args.file!r}: not a valid path") from None
     data = config.parse_yaml(raw, args.file)
+    if "bosky" in data and data["bosky"] is None:
+        data["bosky"] = {}  # `bosky:` with nothing under it: the boot reads it as {}
     found, with_cloud_init = problems(data)
     if found:
         raise ConfigError(f"{args.file}: " + "; ".join(found))

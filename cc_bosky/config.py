@@ -85,6 +85,8 @@ def read_file(path: str, required: bool) -> Dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except ValueError:  # a NUL or an unencodable character in the path
+        raise ConfigError(f"cannot read config file {path!r}: not a valid path") from None
     if len(raw) > 1024 * 1024:
         raise ConfigError(f"config file {path} is larger than 1 MiB")
     return parse_yaml(raw, path)
