@@ -99,13 +99,18 @@ class Spool:
     # -- writing ---------------------------------------------------------
 
     def put(self, event: Event, region: str, endpoint_url: Optional[str],
-            reason: str, attempts: int = 0, *, hold: bool = False) -> Record:
+            reason: str, attempts: int = 0, *, hold: bool = False,
+            sync: bool = True) -> Record:
         """Write ``event`` durably; raises SpoolError when that is impossible.
 
         ``hold``: keep the record locked (``record.lock_fd``) until
         :meth:`release`, :meth:`remove` or :meth:`update`, so no flusher sends
         it while this process is still sending it itself. A held record does
         not push older ones out of the spool yet: most are delivered at once.
+        ``sync=False`` skips the fsyncs: the record then survives the process
+        being killed (it is in the kernel's page cache) but not a power cut,
+        which is right for a copy that is about to be sent and removed; the
+        first failed attempt rewrites it durably (:meth:`update`).
         """
         self._ensure_dir()
         name = f"{time.time_ns():0{_STAMP_DIGITS}d}-{event.event_id}{_SUFFIX}"
@@ -114,12 +119,12 @@ class Spool:
         existing = self._path_for(event.event_id)
         if existing:  # the same event spooled before: keep one file per EventId
             record.path = existing
-        record.lock_fd = self._write(record, hold)
+        record.lock_fd = self._write(record, hold, sync)
         if not hold:  # a held record is counted once it is released undelivered
             self._enforce_bound()
         return record
 
-    def _write(self, record: Record, hold: bool = False) -> Optional[int]:
+    def _write(self, record: Record, hold: bool = False, sync: bool = True) -> Optional[int]:
         data = json.dumps(record.body(), ensure_ascii=False, separators=(",", ":")).encode()
         header = f"{_MAGIC} sha256={hashlib.sha256(data).hexdigest()} len={len(data)}\n"
         tmp = os.path.join(self.directory, f"{_TMP_PREFIX}{os.getpid()}-{time.time_ns()}")
@@ -130,7 +135,8 @@ class Spool:
             # through the rename, so no flusher can see it unlocked while held.
             fcntl.flock(fd, fcntl.LOCK_EX)
             _write_all(fd, header.encode() + data)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
             os.rename(tmp, record.path)
         except OSError as exc:
             if fd >= 0:
@@ -138,8 +144,9 @@ class Spool:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise SpoolError(f"cannot write to spool {self.directory}: {exc.strerror}") from None
-        with contextlib.suppress(OSError):  # the record is complete; this only hurries it to disk
-            self._fsync_dir()
+        if sync:
+            with contextlib.suppress(OSError):  # the record is complete; this hurries it to disk
+                self._fsync_dir()
         if hold:
             return fd
         os.close(fd)
