@@ -177,6 +177,8 @@ def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
     why = f"event {event.event_id} not delivered: {result.outcome.reason()}"
     if result.spooled:
         why += "; spooled, 'bosky flush' retries it"
+    elif result.rejected:
+        why += "; set aside as rejected (never retried), 'bosky status' lists it"
     elif result.spool_error:
         why += f"; and not spooled: {result.spool_error}"
     _err(why)
@@ -252,7 +254,8 @@ def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
     if report.busy:
         _err("another bosky is flushing the spool; try again shortly")
         return EXIT_NOT_DELIVERED
-    print(f"delivered {report.delivered}, still spooled {report.remaining}, "
+    busy = f" ({report.in_flight} being sent by another bosky)" if report.in_flight else ""
+    print(f"delivered {report.delivered}, still spooled {report.remaining}{busy}, "
           f"rejected {report.rejected}, corrupt {report.corrupt}")
     if report.remaining or report.rejected or report.corrupt:
         if report.last_error:

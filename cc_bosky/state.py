@@ -116,6 +116,7 @@ def describe(settings: Settings) -> Dict[str, Any]:
                     "AgeSeconds": max(0.0, now - r.spooled_at),
                     "Attempts": r.attempts,
                     "LastError": r.last_error,
+                    "InFlight": r.in_flight,
                 }
                 for r in status.records
             ],
