@@ -21,7 +21,7 @@ import pytest
 from cc_bosky import doctor, install
 from cc_bosky.doctor import FAIL, OK, WARN, Check
 from cc_bosky.identity import Identity
-from tests.harness.releases import cache_dir
+from tests.harness.releases import cache_dir, ensure_release
 from tests.support.emulator import DUMMY_SECRET_KEY
 from tests.support.fixtures import REPO_ROOT, run_bosky
 from tests.test_install import cfg_d, make_root
@@ -180,11 +180,9 @@ def test_a_hanging_or_broken_interpreter_is_bounded_and_reported(tmp_path: Path)
 
 def test_the_real_debian_cloud_init_is_probed(tmp_path: Path) -> None:
     """Debian's cloud-init from the harness cache, through its own venv Python."""
-    release = cache_dir() / "releases" / "22.4.2"
+    release = ensure_release("22.4.2").root.parent
     site = release / "root" / "usr" / "lib" / "python3" / "dist-packages"
     venv_python = release / "venv" / "bin" / "python3"
-    if not (site / "cloudinit").is_dir() or not venv_python.exists():
-        pytest.skip("cloud-init 22.4.2 is not provisioned in the harness cache")
     bindir = tmp_path / "bin"
     python = write(bindir / "python3", f"#!/bin/sh\nPYTHONPATH={site}:{REPO_ROOT} "
                    f"exec {venv_python} \"$@\"\n", 0o755)

