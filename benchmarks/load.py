@@ -2,7 +2,7 @@
 
 Every simulated instance does what a booting instance's bosky does, with the
 real sender and spool: it has its own spool directory, sends its verdict
-through ``cc_bosky.delivery.send`` (spooled first, kept until accepted) with
+through ``cc_bosky.delivery.outbox.send`` (spooled first, kept until accepted) with
 the default 30 s send budget, and, if that was not enough, keeps flushing its
 spool with ``flush_for`` like the reporter's flush window. All of them start
 at the same instant against the EventBridge emulator behind a FaultProxy that
@@ -105,10 +105,10 @@ class LoadResult:
 
 def _one_instance(instance_id: str, root: str, conf: Dict[str, Any],
                   began: float) -> InstanceResult:
-    from cc_bosky.delivery import flush_for, send
+    from cc_bosky.delivery.outbox import flush_for, send
+    from cc_bosky.delivery.sender import Target
+    from cc_bosky.delivery.spool import Spool
     from cc_bosky.event import make_event, stable_event_id
-    from cc_bosky.sender import Target
-    from cc_bosky.spool import Spool
 
     environ = conf["environ"]
     event = make_event(
@@ -132,10 +132,10 @@ def _one_instance(instance_id: str, root: str, conf: Dict[str, Any],
 def _worker(instances: Sequence[str], root: str, conf: Dict[str, Any],
             ready: Any, go: Any, out: Any) -> None:
     """Run ``instances`` as threads, all released by ``go`` at the same instant."""
-    import cc_bosky.delivery  # imports paid before the start signal, not in the figures
-    import cc_bosky.sender
+    import cc_bosky.delivery.outbox  # imports paid before the start signal, not in the figures
+    import cc_bosky.delivery.sender
 
-    cc_bosky.sender.load_credentials(conf["environ"])  # botocore's lazy imports too
+    cc_bosky.delivery.sender.load_credentials(conf["environ"])  # botocore's lazy imports too
     from botocore.auth import SigV4Auth  # noqa: F401
 
     results: List[InstanceResult] = []

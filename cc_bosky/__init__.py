@@ -48,7 +48,7 @@ def handle(name: str, cfg: Dict[str, Any], cloud: Any, *legacy: Any,
         log.debug("bosky: no 'bosky' key in cloud-config, nothing to report")
         return
     try:
-        from .launcher import start_reporter
+        from .boot.launcher import start_reporter
 
         run_dir, cloud_dir = _cloud_paths(cloud)
         pid = start_reporter(cfg.get("bosky"), run_dir, cloud_dir,

@@ -308,7 +308,7 @@ def test_undelivered_event_is_spooled_and_flushed_later(bosky, env, consumer,
     ({"Status": "fail", "EventId": "e1", "Time": "t", "Sent": True}, [], "fail sent as e1"),
 ])
 def test_status_says_what_became_of_this_boots_verdict(verdict, spooled, says) -> None:
-    from cc_bosky.cli import render_status
+    from cc_bosky.tools.cli import render_status
 
     report = {"verdict": verdict, "reporter": "not running",
               "spool": {"directory": "/s", "bytes": 0, "dropped": 0, "corrupt": [],

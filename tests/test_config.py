@@ -27,9 +27,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 
-from cc_bosky import cli, config, launcher, validation
+from cc_bosky import config, validation
+from cc_bosky.boot import launcher
 from cc_bosky.schemas import load
 from cc_bosky.text import printable
+from cc_bosky.tools import cli
 
 SCHEMA = load("config")
 PROPS: Dict[str, Dict[str, Any]] = SCHEMA["properties"]

@@ -23,8 +23,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import pytest
 
+from cc_bosky.delivery.spool import Record, Spool
 from cc_bosky.event import Event, make_event
-from cc_bosky.spool import Record, Spool
 from tests.support.emulator import DEFAULT_REGION
 from tests.support.fixtures import REPO_ROOT, bosky_command, run_bosky
 from tests.test_spool import arrived, spool_report

@@ -18,10 +18,10 @@ from typing import Any, Dict, Iterator, Optional
 
 import pytest
 
-from cc_bosky import doctor, install
-from cc_bosky.doctor import FAIL, OK, WARN, Check
 from cc_bosky.identity import Identity
-from tests.harness.releases import cache_dir, ensure_release
+from cc_bosky.tools import doctor, install
+from cc_bosky.tools.doctor import FAIL, OK, WARN, Check
+from tests.harness.releases import ensure_release
 from tests.support.emulator import DUMMY_SECRET_KEY
 from tests.support.fixtures import REPO_ROOT, run_bosky
 from tests.test_install import cfg_d, make_root
@@ -345,7 +345,7 @@ def test_credentials(tmp_path: Path, aws_env: Dict[str, str]) -> None:
 
 def test_a_credential_error_is_named_without_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
     """A provider's error text may quote a credential_process command line: never shown."""
-    from cc_bosky import sender
+    from cc_bosky.delivery import sender
 
     def explode(environ: Any) -> Any:
         raise RuntimeError(f"credential_process 'fetch --token {DUMMY_SECRET_KEY}' failed")

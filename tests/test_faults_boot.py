@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping
 
 import pytest
 
-from cc_bosky.spool import Record, Spool
+from cc_bosky.delivery.spool import Record, Spool
 from tests.test_delivery import wait_for
 from tests.test_spool import arrived, spool_report
 

@@ -4,7 +4,7 @@
   moto's CloudFormation (the session emulator), and events sent by ``bosky``
   itself show what the deployed rule lets through.
 - The IAM policies are linted with parliament and compared with what
-  ``bosky --permissions`` (cc_bosky/policy.py) prints.
+  ``bosky --permissions`` (cc_bosky/tools/policy.py) prints.
 - The bake script is shellchecked and run, as Packer and Image Builder would
   run it, against a fake image root: pip and the root are the only stand-ins.
 """
@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping
 import pytest
 import yaml
 
-from cc_bosky.policy import put_events_policy
+from cc_bosky.tools.policy import put_events_policy
 from tests.support import needs
 from tests.support.emulator import DEFAULT_ACCOUNT, DEFAULT_REGION, Consumer
 from tests.support.fixtures import REPO_ROOT, run_bosky

@@ -17,8 +17,8 @@ from typing import Any, Callable, Dict, List
 import pytest
 import yaml
 
-from cc_bosky import cli, install
-from cc_bosky.install import (
+from cc_bosky.tools import cli, install
+from cc_bosky.tools.install import (
     CONFIG_NAME,
     DROPIN_NAME,
     FINAL_KEY,

@@ -33,7 +33,7 @@ def test_wheel_holds_the_package_schemas_and_console_script(wheel: Path) -> None
     requires = [ln for ln in text.splitlines() if ln.startswith("Requires-Dist")]
     assert sorted(r.split()[1].split(">")[0] for r in requires) == ["PyYAML", "boto3"]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "bosky = cc_bosky.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "bosky = cc_bosky.tools.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 @pytest.mark.cloudinit
@@ -47,7 +47,7 @@ def test_installed_wheel_runs_on_python_3_9(wheel: Path, tmp_path: Path) -> None
                     "--target", str(target), str(wheel)], check=True, timeout=300)
     done = subprocess.run([str(release.python), "-c",
                            "import sys; sys.path.insert(0, sys.argv[1]); "
-                           "import cc_bosky, cc_bosky.cli as c; "
+                           "import cc_bosky, cc_bosky.tools.cli as c; "
                            "assert 'boto3' not in sys.modules; sys.exit(c.main(['--version']))",
                            str(target)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -56,7 +56,7 @@ def test_installed_wheel_runs_on_python_3_9(wheel: Path, tmp_path: Path) -> None
 
 def test_importing_cc_bosky_loads_nothing_heavy() -> None:
     code = ("import sys, cc_bosky; heavy = [m for m in ('boto3', 'botocore', 'yaml', "
-            "'jsonschema', 'urllib.request', 'cc_bosky.sender') if m in sys.modules]; "
+            "'jsonschema', 'urllib.request', 'cc_bosky.delivery.sender') if m in sys.modules]; "
             "print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=REPO, timeout=60, check=True)

@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 
-from cc_bosky import cli
 from cc_bosky.schemas import load
 from cc_bosky.text import printable
+from cc_bosky.tools import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DETAIL = jsonschema.Draft4Validator(load("detail"))

@@ -10,7 +10,7 @@ from typing import Any, List
 import pytest
 
 from cc_bosky import config
-from cc_bosky.cli import SUBCOMMANDS, _event_parser
+from cc_bosky.tools.cli import SUBCOMMANDS, _event_parser
 from tests.support.emulator import make_consumer
 
 REPO = Path(__file__).resolve().parents[1]

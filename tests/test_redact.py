@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cc_bosky.logtail import tail
-from cc_bosky.redact import MASK, redact
+from cc_bosky.boot.logtail import tail
+from cc_bosky.boot.redact import MASK, redact
 
 # AWS's documented example credentials.
 ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"

@@ -25,9 +25,9 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 import pytest
 
-from cc_bosky.delivery import flush
+from cc_bosky.delivery.outbox import flush
+from cc_bosky.delivery.spool import Spool
 from cc_bosky.event import Event, make_event
-from cc_bosky.spool import Spool
 from tests.support.emulator import DEFAULT_REGION
 from tests.support.fixtures import REPO_ROOT
 
@@ -80,7 +80,7 @@ def test_an_undelivered_event_is_kept_root_only(bosky, env, fault_proxy) -> None
 KILL_MID_WRITE = """
 import os, signal, sys
 from cc_bosky.event import make_event
-from cc_bosky.spool import Spool
+from cc_bosky.delivery.spool import Spool
 
 real_write = os.write
 def dying_write(fd, data):

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cc_bosky import verdict
+from cc_bosky.boot import verdict
 from cc_bosky.event import make_event
 from cc_bosky.schemas import load
 

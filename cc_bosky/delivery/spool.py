@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
-from .event import Event
+from ..event import Event
 
 _MAGIC = "bosky-spool 1"
 _SUFFIX = ".event"

@@ -14,8 +14,9 @@ import os
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from . import config, state
-from .errors import ConfigError
+from .. import config
+from ..errors import ConfigError
+from . import state
 
 LOG = logging.getLogger(__name__)
 CLOUD_RUN_DIR = "/run/cloud-init"
@@ -93,8 +94,8 @@ def _spawn(job_file: str, lock: int) -> int:
     env = dict(os.environ, BOSKY_REPORTER_LOCK_FD=str(lock))
     os.set_inheritable(lock, True)  # every other fd of cloud-init stays close-on-exec
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-    return os.posix_spawn(sys.executable, [sys.executable, "-m", "cc_bosky.reporter", job_file],
-                          env, file_actions=null, setsid=True)
+    argv = [sys.executable, "-m", "cc_bosky.boot.reporter", job_file]
+    return os.posix_spawn(sys.executable, argv, env, file_actions=null, setsid=True)
 
 
 def _as_json(settings: config.Settings) -> Mapping[str, Any]:

@@ -20,7 +20,7 @@ import random
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .event import Event, fit
+from ..event import Event, fit
 from .sender import Outcome, Target, put_events
 from .spool import Record, Spool, SpoolError
 

@@ -1,6 +1,6 @@
 """The boot reporter: waits for cloud-init's verdict and delivers it.
 
-Started by the module (``python -m cc_bosky.reporter JOB``) in its own
+Started by the module (``python -m cc_bosky.boot.reporter JOB``) in its own
 session, holding ``run_dir/reporter.lock`` for its whole life. It polls
 cloud-init's records, sends ``timeout`` once if the deadline passes, sends the
 final verdict when ``result.json`` appears (or ``fail`` if cloud-init is gone
@@ -19,10 +19,11 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from . import arns, config, state, verdict
-from .event import Event, make_event, stable_event_id
-from .identity import Identity, identity_from_record, read_boot_id
-from .spool import Spool, SpoolError
+from .. import arns, config
+from ..delivery.spool import Spool, SpoolError
+from ..event import Event, make_event, stable_event_id
+from ..identity import Identity, identity_from_record, read_boot_id
+from . import state, verdict
 
 LOG = logging.getLogger("bosky.reporter")
 LOG_FILE = "/var/log/bosky.log"
@@ -199,7 +200,7 @@ class Reporter:
         record = state.read_json(os.path.join(self.cloud_run_dir, "instance-data.json"))
         ident = identity_from_record(record)
         if not ident.instance_id:
-            from .identity import from_imds
+            from ..identity import from_imds
 
             ident = from_imds(self.environ)
         return dataclasses.replace(ident, boot_id=read_boot_id(),
@@ -236,12 +237,12 @@ class Reporter:
         return is_only_bosky_schema_warning(level, message, self.cloud_data_dir)
 
     def _flush(self, budget: float) -> Any:
-        from .delivery import flush
+        from ..delivery.outbox import flush
 
         return flush(self.spool, self.environ, budget, self.settings.endpoint_url)
 
     def _flush_window(self) -> None:
-        from .delivery import flush_for
+        from ..delivery.outbox import flush_for
 
         if not self.spool.records()[0]:
             return
@@ -252,8 +253,8 @@ class Reporter:
                         "or 'bosky flush' retries them", report.remaining, report.last_error)
 
     def _send_unspooled(self, event: Event, region: str) -> None:
-        from .delivery import send
-        from .sender import Target
+        from ..delivery.outbox import send
+        from ..delivery.sender import Target
 
         end = self.clock() + max(self.settings.flush_window, self.settings.send_timeout)
         while self.clock() < end:

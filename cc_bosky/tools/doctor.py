@@ -29,8 +29,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import config
-from .errors import EXIT_NOT_DELIVERED, EXIT_OK, BoskyError, UsageError
+from .. import config
+from ..errors import EXIT_NOT_DELIVERED, EXIT_OK, BoskyError, UsageError
+from ..text import printable
 from .install import (
     BEFORE_IN_FINAL,
     FINAL_KEY,
@@ -44,7 +45,6 @@ from .install import (
     names,
     read_system,
 )
-from .text import printable
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 _LABELS = {OK: "[ ok ]", WARN: "[warn]", FAIL: "[FAIL]"}
@@ -466,7 +466,7 @@ def check_credentials(environ: Mapping[str, str], instance: bool) -> Check:
     if not instance:
         return Check(name, WARN, "not checked for an image: the instance needs a role "
                      "allowing events:PutEvents (infra/instance-role.yaml)")
-    from .sender import load_credentials
+    from ..delivery.sender import load_credentials
 
     try:
         credentials = load_credentials(environ)
@@ -481,7 +481,7 @@ def check_credentials(environ: Mapping[str, str], instance: bool) -> Check:
 
 
 def endpoint_url(view: ConfigView, region: Optional[str]) -> Optional[str]:
-    from .arns import events_endpoint
+    from ..arns import events_endpoint
 
     return view.settings.endpoint_url or (events_endpoint(region) if region else None)
 
@@ -564,10 +564,10 @@ def check_send_test(view: ConfigView, region: Optional[str], ident: Any,
     name = "send test"
     if not region:
         return Check(name, FAIL, "cannot send: no region", "set region (see the region check)")
-    from .arns import instance_arn
-    from .delivery import send
-    from .event import make_event
-    from .sender import Target
+    from ..arns import instance_arn
+    from ..delivery.outbox import send
+    from ..delivery.sender import Target
+    from ..event import make_event
 
     s = view.settings
     event = make_event(
@@ -604,7 +604,7 @@ def _guarded(name: str, run: Callable[[], Check]) -> Check:
 def run_checks(root: Path, environ: Mapping[str, str], config_file: Optional[str] = None,
                send_test: bool = False, image: bool = False) -> List[Check]:
     """Every check; ``image``: skip what belongs to the instances (implied by a root)."""
-    from .identity import Identity, resolve
+    from ..identity import Identity, resolve
 
     live = _live(root)
     instance = live and not image

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from . import arns
+from .. import arns
 
 
 def put_events_policy(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import List
 
+from ..text import printable
 from .redact import redact
-from .text import printable
 
 OUTPUT_LOG = "/var/log/cloud-init-output.log"
 _MAX_READ = 256 * 1024  # enough for 1000 ordinary lines; the event is cut to 64 KiB anyway

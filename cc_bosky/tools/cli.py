@@ -15,10 +15,10 @@ import re
 import sys
 from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence
 
-from . import config
-from .errors import EXIT_NOT_DELIVERED, EXIT_OK, EXIT_USAGE, BoskyError, UsageError
-from .text import printable
-from .version import __version__
+from .. import config
+from ..errors import EXIT_NOT_DELIVERED, EXIT_OK, EXIT_USAGE, BoskyError, UsageError
+from ..text import printable
+from ..version import __version__
 
 MAX_STDIN_MESSAGE = 1024 * 1024
 MAX_STATUS = 256  # the detail schema's bound
@@ -112,7 +112,7 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     if args.generate_config:
         print(config_template(), end="")
         return EXIT_OK
-    from . import identity as identity_mod
+    from .. import identity as identity_mod
 
     instance_id = args.instance_id or environ.get("BOSKY_INSTANCE_ID") or None
     if args.permissions:
@@ -129,14 +129,14 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
                          "or ._:/-")
     message = _read_message(args.message)
     ident = identity_mod.resolve(instance_id, environ)
-    from .arns import send_region
+    from ..arns import send_region
 
     region = send_region(settings.event_bus, settings.region, ident.region)
     if not region:
         raise UsageError("no AWS region: pass --region, set AWS_REGION, or put 'region:' in "
                          f"{args.config or config.DEFAULT_CONFIG_FILE}")
-    from .arns import instance_arn
-    from .event import make_event
+    from ..arns import instance_arn
+    from ..event import make_event
 
     event = make_event(
         source=settings.project,
@@ -164,9 +164,9 @@ def _read_message(message: Optional[str]) -> str:
 
 def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
              environ: Mapping[str, str]) -> int:
-    from .delivery import send
-    from .sender import Target
-    from .spool import Spool
+    from ..delivery.outbox import send
+    from ..delivery.sender import Target
+    from ..delivery.spool import Spool
 
     spool = None if no_spool else Spool(settings.spool_dir, settings.spool_max_events,
                                         settings.spool_max_bytes)
@@ -186,7 +186,7 @@ def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
 
 
 def _print_dry_run(entry: Dict[str, Any]) -> int:
-    from .event import billing_units, entry_size
+    from ..event import billing_units, entry_size
 
     size = entry_size(entry)
     out = {"Entries": [entry], "SizeBytes": size, "BillingUnits": billing_units(size)}
@@ -246,8 +246,8 @@ def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
                    help="give up after this long (default: send_timeout)")
     args = p.parse_args(argv)
     settings = config.resolve({}, environ, args.config)
-    from .delivery import flush
-    from .spool import Spool
+    from ..delivery.outbox import flush
+    from ..delivery.spool import Spool
 
     spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
     report = flush(spool, environ, args.timeout or settings.send_timeout, settings.endpoint_url)
@@ -269,7 +269,7 @@ def status_command(argv: List[str], environ: Mapping[str, str]) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
     settings = config.resolve({}, environ, args.config)
-    from .state import describe
+    from ..boot.state import describe
 
     report = describe(settings)
     if args.json:
@@ -323,10 +323,10 @@ def _lazy(module: str, function: str) -> Callable[[List[str], Mapping[str, str]]
 SUBCOMMANDS: Dict[str, Callable[[List[str], Mapping[str, str]], int]] = {
     "flush": flush_command,
     "status": status_command,
-    "schema": _lazy("cloudconfig", "schema_command"),
-    "install": _lazy("install", "install_command"),
-    "uninstall": _lazy("install", "uninstall_command"),
-    "doctor": _lazy("doctor", "doctor_command"),
+    "schema": _lazy("tools.schema", "schema_command"),
+    "install": _lazy("tools.install", "install_command"),
+    "uninstall": _lazy("tools.install", "uninstall_command"),
+    "doctor": _lazy("tools.doctor", "doctor_command"),
 }
 
 __all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "EXIT_USAGE", "main"]

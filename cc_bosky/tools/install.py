@@ -28,9 +28,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
 
-from .errors import EXIT_OK, UsageError
-from .text import printable
-from .version import __version__
+from ..errors import EXIT_OK, UsageError
+from ..text import printable
+from ..version import __version__
 
 MODULE = "bosky"
 INIT_KEY = "cloud_init_modules"
@@ -137,7 +137,7 @@ def _confd_of(cloud_cfg: CfgFile) -> str:
 
 
 def _read_cfg(path: Path, shown: str) -> Dict[str, Any]:
-    from .config import parse_yaml
+    from ..config import parse_yaml
 
     try:
         with open(path, "rb") as f:
@@ -463,7 +463,7 @@ def install_command(argv: List[str], environ: Mapping[str, str]) -> int:
 
 def _stanza(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
     """The validated ``bosky:`` stanza from the flags, or None without --config."""
-    from .config import problems
+    from ..config import problems
 
     given = {k: v for k, v in (("project", args.project), ("region", args.region),
                                ("event_bus", args.event_bus)) if v is not None}

@@ -16,7 +16,7 @@ import os
 import time
 from typing import Any, Dict, Mapping, Optional
 
-from .config import Settings
+from ..config import Settings
 
 LOCK = "reporter.lock"
 VERDICT = "verdict.json"
@@ -94,7 +94,7 @@ def reporter_running(run_dir: str) -> bool:
 
 def describe(settings: Settings) -> Dict[str, Any]:
     """What ``bosky status`` shows: this boot's verdict, the reporter, the spool."""
-    from .spool import Spool
+    from ..delivery.spool import Spool
 
     spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
     status = spool.status()

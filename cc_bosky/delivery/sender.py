@@ -25,8 +25,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import arns
-from .version import __version__
+from .. import arns
+from ..version import __version__
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024 - 1  # a request's entries must total under 256 KB
@@ -108,7 +108,7 @@ def put_events(
 
 def batches(entries: Sequence[Mapping[str, Any]]) -> List[List[int]]:
     """Indexes of ``entries`` grouped into PutEvents-sized requests."""
-    from .event import entry_size
+    from ..event import entry_size
 
     groups: List[List[int]] = []
     current: List[int] = []

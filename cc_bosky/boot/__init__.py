@@ -1,0 +1,1 @@
+"""The boot side: started from cloud-init, watches the boot's records, makes one verdict."""
