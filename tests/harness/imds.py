@@ -112,6 +112,9 @@ class InstanceMetadata:
     credentials: Credentials = field(default_factory=Credentials)
     user_data: Optional[bytes] = None
     tags: Optional[dict[str, str]] = None
+    #: ``autoscaling/target-lifecycle-state`` (e.g. "InService", "Warmed:Stopped");
+    #: None: the instance is not in an Auto Scaling group, the path is absent.
+    target_lifecycle_state: Optional[str] = None
     partition: str = "aws"
     pending_time: datetime = field(
         default_factory=lambda: datetime.now(timezone.utc).replace(microsecond=0)
@@ -219,6 +222,8 @@ class InstanceMetadata:
             }
         if self.tags is not None:
             tree["tags"] = {"instance": dict(self.tags)}
+        if self.target_lifecycle_state is not None:
+            tree["autoscaling"] = {"target-lifecycle-state": self.target_lifecycle_state}
         return tree
 
     def version_tree(self) -> Tree:

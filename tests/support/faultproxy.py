@@ -80,6 +80,18 @@ class RequestRecord:
         """True for an EventBridge PutEvents call."""
         return self.target == PUT_EVENTS_TARGET
 
+    @property
+    def is_query(self) -> bool:
+        """True for an AWS Query API call (Auto Scaling, CloudFormation): errors answer in XML."""
+        return self.target is None and b"Action=" in self.body
+
+    @property
+    def action(self) -> Optional[str]:
+        """The Query API operation called, if any."""
+        if not self.is_query:
+            return None
+        return dict(urllib.parse.parse_qsl(self.body.decode("utf-8", "replace"))).get("Action")
+
 
 @dataclass
 class _Fault:
@@ -235,6 +247,25 @@ def _json_error(error_type: str, message: str) -> Tuple[Headers, bytes]:
     body = json.dumps({"__type": error_type, "message": message}).encode()
     headers = [("Content-Type", AWS_JSON), ("x-amzn-ErrorType", error_type)]
     return headers, body
+
+
+def _query_error(error_type: str, message: str) -> Tuple[Headers, bytes]:
+    """Headers and body of an AWS Query-protocol error (Auto Scaling, CloudFormation)."""
+    body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{error_type}</Code>"
+            f"<Message>{message}</Message></Error><RequestId>{uuid.uuid4()}</RequestId>"
+            "</ErrorResponse>").encode()
+    return [("Content-Type", "text/xml")], body
+
+
+#: Query APIs name EventBridge's ThrottlingException ``Throttling``.
+_QUERY_NAMES = {"ThrottlingException": "Throttling", "InternalException": "InternalFailure"}
+
+
+def _error_for(record: RequestRecord, error_type: str, message: str) -> Tuple[Headers, bytes]:
+    """An error in the protocol the request spoke."""
+    if record.is_query:
+        return _query_error(_QUERY_NAMES.get(error_type, error_type), message)
+    return _json_error(error_type, message)
 
 
 def _selected(selector: EntrySelector, index: int, entry: Mapping[str, Any]) -> bool:
@@ -543,7 +574,7 @@ class FaultProxy:
     def _apply(self, h: _Handler, record: RequestRecord, fault: _Fault) -> None:
         """Carry out one counted fault."""
         if fault.kind == "http_error":
-            headers, body = _json_error(fault.params["error_type"], "Injected by FaultProxy")
+            headers, body = _error_for(record, fault.params["error_type"], "Injected by FaultProxy")
             return self._reply(
                 h,
                 record,
@@ -643,12 +674,12 @@ class FaultProxy:
 
     def _throttled(self, h: _Handler, record: RequestRecord, outcome: str) -> None:
         """HTTP 400 ThrottlingException, exactly as EventBridge answers an over-quota call."""
-        headers, body = _json_error("ThrottlingException", "Rate exceeded")
+        headers, body = _error_for(record, "ThrottlingException", "Rate exceeded")
         self._reply(h, record, outcome, 400, headers, body)
 
     def _upstream_failed(self, h: _Handler, record: RequestRecord) -> None:
         """The upstream did not answer: a 502 like a load balancer would give."""
-        headers, body = _json_error("InternalFailure", "FaultProxy: upstream unreachable")
+        headers, body = _error_for(record, "InternalFailure", "FaultProxy: upstream unreachable")
         self._reply(h, record, "upstream_error", 502, headers, body)
 
     def _abandon(self, h: _Handler, record: RequestRecord, outcome: str) -> None:
