@@ -35,7 +35,25 @@ def dns_suffix(region: str) -> str:
 
 
 def events_endpoint(region: str) -> str:
-    return f"https://events.{region}.{dns_suffix(region)}"
+    return endpoint("events", region)
+
+
+def endpoint(service: str, region: str) -> str:
+    """The regional endpoint of ``events``, ``autoscaling`` or ``cloudformation``."""
+    return f"https://{service}.{region}.{dns_suffix(region)}"
+
+
+def autoscaling_group_arn(group: str, region: Optional[str], account_id: Optional[str]) -> str:
+    """The group's ARN for an IAM policy (its uuid part is not knowable: ``*``)."""
+    return (f"arn:{partition(region)}:autoscaling:{region or '*'}:{account_id or '*'}"
+            f":autoScalingGroup:*:autoScalingGroupName/{group}")
+
+
+def stack_arn(stack: str, region: Optional[str], account_id: Optional[str]) -> str:
+    if stack.startswith("arn:"):
+        return stack
+    return (f"arn:{partition(region)}:cloudformation:{region or '*'}:{account_id or '*'}"
+            f":stack/{stack}/*")
 
 
 def instance_arn(instance_id: str, region: Optional[str], account_id: Optional[str]) -> str:

@@ -24,6 +24,8 @@ _ENV_ALIASES: Dict[str, Tuple[str, ...]] = {
     # AWS_ENDPOINT_URL_EVENTBRIDGE (from its service id); _EVENTS is accepted
     # too because it is what people write.
     "endpoint_url": ("AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_ENDPOINT_URL_EVENTS", "AWS_ENDPOINT_URL"),
+    "autoscaling_endpoint_url": ("AWS_ENDPOINT_URL_AUTO_SCALING", "AWS_ENDPOINT_URL"),
+    "cloudformation_endpoint_url": ("AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL"),
 }
 
 
@@ -46,6 +48,17 @@ class Settings:
     spool_max_events: int = 1000
     spool_max_bytes: int = 16 * 1024 * 1024
     run_dir: str = "/run/bosky"
+    # Acting on the verdict (cc_bosky.actions): a hook name or {name, group, ...};
+    # true or {stack, resource, ...}.
+    lifecycle_hook: Any = None
+    cfn_signal: Any = None
+    autoscaling_endpoint_url: Optional[str] = None
+    cloudformation_endpoint_url: Optional[str] = None
+
+    def endpoints(self) -> Dict[str, Optional[str]]:
+        """The configured endpoint of each service bosky calls (None: the regional one)."""
+        return {"events": self.endpoint_url, "autoscaling": self.autoscaling_endpoint_url,
+                "cloudformation": self.cloudformation_endpoint_url}
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -153,6 +166,9 @@ def from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
 
 def _coerce(raw: str, spec: Mapping[str, Any], name: str) -> Any:
     kind = spec.get("type")
+    boolean = kind == "boolean" or (isinstance(kind, list) and "boolean" in kind)
+    if boolean and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
     try:
         if kind == "integer":
             return int(raw)

@@ -127,6 +127,20 @@ def from_imds(environ: Mapping[str, str]) -> Identity:
     )
 
 
+def imds_get(environ: Mapping[str, str], path: str) -> Optional[str]:
+    """One IMDSv2 ``meta-data`` path's text, or None (absent, off EC2, disabled)."""
+    if _imds_disabled(environ):
+        return None
+    base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_DEFAULT).rstrip("/")
+    try:
+        token = _imds_call(base, "/latest/api/token", method="PUT",
+                           headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        return _imds_call(base, f"/latest/meta-data/{path}",
+                          headers={"X-aws-ec2-metadata-token": token}).strip() or None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+
+
 def _imds_call(base: str, path: str, method: str = "GET",
                headers: Optional[Dict[str, str]] = None) -> str:
     """One IMDS request, straight to the service: never through an HTTP proxy,

@@ -83,8 +83,17 @@ def _numbers(spec: Mapping[str, Any]) -> st.SearchStrategy[Any]:
 
 def values_for(spec: Mapping[str, Any]) -> st.SearchStrategy[Any]:
     kind = spec["type"]
-    if kind == "string":
-        right: st.SearchStrategy[Any] = _strings(spec)
+    if isinstance(kind, list):  # e.g. lifecycle_hook: a name or its full form
+        return st.one_of([values_for({**spec, "type": k}) for k in kind])
+    if kind == "boolean":
+        right: st.SearchStrategy[Any] = st.booleans()
+    elif kind == "object":
+        props = spec.get("properties", {})
+        right = st.fixed_dictionaries({}, optional={k: values_for(v) for k, v in props.items()})
+        right = right | st.builds(lambda a, b: {**a, **b}, right,
+                                  st.dictionaries(st.text(max_size=6), _WRONG, max_size=2))
+    elif kind == "string":
+        right = _strings(spec)
     elif kind in ("integer", "number"):
         right = _numbers(spec)
     elif kind == "array":
@@ -100,6 +109,16 @@ def values_for(spec: Mapping[str, Any]) -> st.SearchStrategy[Any]:
 def valid_values(spec: Mapping[str, Any]) -> st.SearchStrategy[Any]:
     """Values the schema accepts (so that mappings are not almost all invalid)."""
     kind = spec["type"]
+    if isinstance(kind, list):
+        return st.one_of([valid_values({**spec, "type": k}) for k in kind])
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "object":
+        props = spec.get("properties", {})
+        required = set(spec.get("required", ()))
+        return st.fixed_dictionaries(
+            {k: valid_values(v) for k, v in props.items() if k in required},
+            optional={k: valid_values(v) for k, v in props.items() if k not in required})
     if "enum" in spec:
         return st.sampled_from(spec["enum"])
     if kind == "string":

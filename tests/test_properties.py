@@ -89,6 +89,7 @@ _FLAGS = ["-p", "--pass", "--success", "-f", "--fail", "--failure", "-i", "--inf
           "--status", "--project", "--instance-id", "--region", "--event-bus",
           "--endpoint-url", "--detail-type", "--timeout", "--config", "--no-spool",
           "--permissions", "--generate-config", "--version", "--help", "-h", "--debug",
+          "--continue", "--abandon", "--lifecycle-hook", "--signal",
           "--", "-", "--st", "--proj", "--status=", "--timeout=", "--bogus", "-x"]
 _ANY_CHAR = st.characters(blacklist_categories=())  # surrogates included
 _VALUES = st.one_of(
@@ -149,6 +150,11 @@ def test_any_arguments_to_a_subcommand_end_in_one_line_at_most(workdir: Path, fi
     (["--status", " "], "--status must not be empty"),
     (["m"], "say what happened"),
     (["--pass", "--region", "Mars"], "region: 'Mars' does not match"),
+    (["--fail", "--abandon"], "--abandon needs a hook"),
+    (["--fail", "--abandon", "--lifecycle-hook", "a b"], "lifecycle_hook: 'a b' does not"),
+    (["--info", "--signal"], "--signal needs --pass (SUCCESS) or --fail (FAILURE)"),
+    (["--fail", "--continue", "--lifecycle-hook", "h", "--instance-id", "i-1"],
+     "a dry run does not look it up"),
 ])
 def test_usage_errors_are_one_line_exit_2(workdir: Path, argv: List[str], needle: str) -> None:
     code, out, err = run(["--dry-run", *argv], bosky_env(workdir))
@@ -221,7 +227,7 @@ def test_the_real_command_never_prints_a_traceback(workdir: Path, argv: List[byt
 
 
 @settings(max_examples=8, deadline=None)
-@given(argv=st.lists(st.one_of(st.sampled_from(_FLAGS[:24]), st.binary(min_size=1, max_size=12)
+@given(argv=st.lists(st.one_of(st.sampled_from(_FLAGS[:28]), st.binary(min_size=1, max_size=12)
                                .filter(lambda b: b"\x00" not in b)), max_size=5))
 def test_the_real_command_with_random_bytes(workdir: Path, argv: List[Any]) -> None:
     done = run_process([b"--dry-run", *(a if isinstance(a, bytes) else a.encode() for a in argv)],

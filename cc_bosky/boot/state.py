@@ -111,6 +111,7 @@ def describe(settings: Settings) -> Dict[str, Any]:
             "events": [
                 {
                     "EventId": r.event.event_id,
+                    "Kind": getattr(r.event, "kind", "event"),
                     "Status": r.event.status,
                     "Source": r.event.source,
                     "AgeSeconds": max(0.0, now - r.spooled_at),

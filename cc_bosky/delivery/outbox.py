@@ -1,7 +1,9 @@
 """Delivery policy: spool first, send through the one sender, keep what did not arrive.
 
-The command and the boot reporter both deliver through here, so an event is
-handled the same way whoever made it: written to the spool under its own
+One outbox for every kind of delivery: the EventBridge entry, the lifecycle
+hook's completion and the stack's signal (:mod:`.action`). The command and
+the boot reporter both deliver through here, so each is handled the same way
+whoever made it: written to the spool under its own
 EventId before the first byte leaves, sent with bounded retries, removed from
 the spool once EventBridge accepted it, and flushed later otherwise.
 
@@ -16,13 +18,17 @@ durably before the command reports the failure.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..event import Event, fit
-from .sender import Outcome, Target, put_events
-from .spool import Record, Spool, SpoolError
+from .action import DONE, GONE, REJECTED, Action
+from .sender import Outcome, Target, call, put_events
+from .spool import Item, Record, Spool, SpoolError
+
+LOG = logging.getLogger("bosky.outbox")
 
 # Entry errors that no retry can fix: the same entry will be refused again.
 REJECTED_CODES = frozenset({
@@ -37,7 +43,7 @@ _ACK_TIMEOUT = 1.0
 
 @dataclasses.dataclass
 class Delivery:
-    event: Event
+    event: Item
     outcome: Outcome
     spooled: Optional[str] = None  # the spool file that keeps the undelivered event
     spool_error: Optional[str] = None  # why it could not be kept
@@ -46,7 +52,7 @@ class Delivery:
 
 @dataclasses.dataclass
 class FlushReport:
-    delivered: int = 0
+    delivered: int = 0  # actions that found nothing pending count here too: nothing is left
     failed: int = 0
     rejected: int = 0
     corrupt: int = 0
@@ -79,7 +85,50 @@ def send(
     return results
 
 
-def _hold(spool: Optional[Spool], event: Event,
+def act(
+    actions: Sequence[Action],
+    region: str,
+    endpoints: Mapping[str, Optional[str]],
+    spool: Optional[Spool],
+    environ: Mapping[str, str],
+    budget: float,
+) -> List[Delivery]:
+    """Carry out ``actions`` (each spooled first, like an event) and keep
+    those that did not get through. ``endpoints``: service -> endpoint URL."""
+    results: List[Delivery] = []
+    for action in actions:
+        target = Target(region, endpoints.get(action.service), budget, action.service)
+        record, error = _hold(spool, action, target)
+        outcome = call(action.operation, action.params, target, environ)
+        result = Delivery(action, outcome)
+        settled = action.settle(outcome)
+        _log_action(action, outcome, settled, 0)
+        if settled == GONE:  # nothing pending: done, as far as anyone can tell
+            result.outcome = dataclasses.replace(outcome, delivered=True)
+        elif settled == REJECTED:
+            outcome.retryable = False
+        _after_send(spool, result, record, error, target)
+        results.append(result)
+    return results
+
+
+def _log_action(action: Action, outcome: Outcome, settled: str, earlier: int) -> None:
+    what = f"{action.describe()} ({action.action_id})"
+    if settled == DONE:
+        LOG.info("%s: done", what)
+    elif settled == GONE:
+        if outcome.attempts + earlier > 1:  # an earlier attempt landed; its answer was lost
+            LOG.info("%s: done (an earlier attempt had completed it)", what)
+        else:
+            LOG.info("%s: no pending lifecycle action (hook timed out, already completed, or "
+                     "not waiting on this hook); nothing to do", what)
+    elif settled == REJECTED:
+        LOG.error("%s: refused for good, set aside: %s", what, outcome.reason())
+    else:
+        LOG.warning("%s: not done yet, spooled for retry: %s", what, outcome.reason())
+
+
+def _hold(spool: Optional[Spool], event: Item,
           target: Target) -> Tuple[Optional[Record], Optional[str]]:
     """The event's spool record, held by this process while it sends, or why there is none."""
     if spool is None:
@@ -100,7 +149,8 @@ def _after_send(spool: Optional[Spool], result: Delivery, record: Optional[Recor
         if record:
             spool.remove(record)
         return
-    if outcome.error_code in REJECTED_CODES:
+    if outcome.error_code in REJECTED_CODES or (
+            isinstance(result.event, Action) and not outcome.retryable):
         if record:
             result.rejected = spool.reject(record)
         return
@@ -122,12 +172,14 @@ def with_dropped(event: Event, count: int) -> Event:
 
 
 def flush(spool: Spool, environ: Mapping[str, str], budget: float,
-          endpoint_url: Optional[str] = None) -> FlushReport:
+          endpoint_url: Optional[str] = None,
+          action_endpoints: Optional[Mapping[str, Optional[str]]] = None) -> FlushReport:
     """One pass over the spool: send every record, keep what failed.
 
-    Each record goes to the region and endpoint it was meant for, unless
-    ``endpoint_url`` is configured now: a fixed endpoint must reach old events.
-    Records another live bosky is sending right now are left to it.
+    Each record goes to the region and endpoint it was meant for, unless an
+    endpoint is configured now (``endpoint_url`` for events,
+    ``action_endpoints`` by service for actions): a fixed endpoint must reach
+    old records. Records another live bosky is sending right now are left to it.
     """
     report = FlushReport()
     start = time.monotonic()
@@ -138,16 +190,21 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
         spool.dedupe_locked()
         records, corrupt = spool.records()
         report.corrupt = len(corrupt)
-        ready = [r for r in records if not r.in_flight]
+        ready = [r for r in records if not r.in_flight and isinstance(r.event, Event)]
         dropped = spool.dropped()
         carrier = ready[0] if dropped and ready else None
+        for record in records:
+            remaining = budget - (time.monotonic() - start)
+            if isinstance(record.event, Action) and not record.in_flight and remaining > 0:
+                _flush_action(spool, record, record.event, environ, remaining,
+                              (action_endpoints or {}).get(record.event.service), report)
         for (region, endpoint), group in _by_target(ready).items():
             remaining = budget - (time.monotonic() - start)
             if remaining <= 0:
                 break
             outcomes = put_events(
-                [(with_dropped(r.event, dropped) if r is carrier else r.event).entry()
-                 for r in group],
+                [(with_dropped(e, dropped) if r is carrier else e).entry()
+                 for r, e in _events(group)],
                 Target(region, endpoint_url or endpoint, remaining), environ)
             for record, outcome in zip(group, outcomes):
                 _settle(spool, record, outcome, report)
@@ -158,6 +215,29 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
         report.remaining = len(left)
         report.in_flight = sum(1 for r in left if r.in_flight)
     return report
+
+
+def _events(records: Sequence[Record]) -> List[Tuple[Record, Event]]:
+    return [(r, r.event) for r in records if isinstance(r.event, Event)]
+
+
+def _flush_action(spool: Spool, record: Record, action: Action, environ: Mapping[str, str],
+                  budget: float, endpoint_url: Optional[str], report: FlushReport) -> None:
+    target = Target(record.region, endpoint_url or record.endpoint_url, budget, action.service)
+    outcome = call(action.operation, action.params, target, environ)
+    settled = action.settle(outcome)
+    _log_action(action, outcome, settled, record.attempts)
+    if settled in (DONE, GONE):
+        spool.remove(record)
+        report.delivered += 1
+    elif settled == REJECTED:
+        spool.reject(record)
+        report.rejected += 1
+        report.last_error = outcome.reason()
+    else:
+        spool.update(record, outcome.reason())
+        report.failed += 1
+        report.last_error = outcome.reason()
 
 
 def _settle(spool: Spool, record: Record, outcome: Outcome, report: FlushReport) -> None:
@@ -187,6 +267,7 @@ def flush_for(
     window: float,
     attempt_budget: float,
     endpoint_url: Optional[str] = None,
+    action_endpoints: Optional[Mapping[str, Optional[str]]] = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> FlushReport:
@@ -197,7 +278,8 @@ def flush_for(
     pause = 1.0
     delivered = rejected = 0
     while True:
-        report = flush(spool, environ, max(1.0, min(attempt_budget, end - clock())), endpoint_url)
+        report = flush(spool, environ, max(1.0, min(attempt_budget, end - clock())), endpoint_url,
+                       action_endpoints)
         delivered += report.delivered
         rejected += report.rejected
         if (report.remaining == 0 and not report.busy) or clock() >= end:

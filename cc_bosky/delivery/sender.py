@@ -1,6 +1,7 @@
-"""The one EventBridge sender: PutEvents with bounded retries.
+"""The one sender: PutEvents, and the verdict's Query API calls, with bounded retries.
 
-Both the command and the boot reporter send through :func:`put_events`.
+Both the command and the boot reporter send through :func:`put_events`, and
+the lifecycle-hook completions and stack signals through :func:`call`.
 botocore does what must not be written by hand (the credential chain,
 SigV4 signing); the request itself goes over the standard library's HTTP
 client. A botocore client object would add ~150 ms and ~15 MB of service
@@ -57,10 +58,11 @@ class Target:
     region: str
     endpoint_url: Optional[str] = None
     budget: float = 30.0
+    service: str = "events"  # the SigV4 signing name: events, autoscaling, cloudformation
 
     @property
     def url(self) -> str:
-        return (self.endpoint_url or arns.events_endpoint(self.region)).rstrip("/") + "/"
+        return (self.endpoint_url or arns.endpoint(self.service, self.region)).rstrip("/") + "/"
 
 
 @dataclasses.dataclass
@@ -72,6 +74,7 @@ class Outcome:
     error_message: Optional[str] = None
     retryable: bool = True
     attempts: int = 0
+    response: bytes = b""  # a Query call's answer (the XML body)
 
     def reason(self) -> str:
         if self.error_code and self.error_message:
@@ -104,6 +107,46 @@ def put_events(
     for batch in batches([dict(e) for e in entries]):
         _send_batch(entries, batch, outcomes, session, deadline, clock, sleep)
     return outcomes
+
+
+def call(
+    operation: str,
+    params: Mapping[str, str],
+    target: Target,
+    environ: Optional[Mapping[str, str]] = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    """One Query API call (``target.service``: autoscaling, cloudformation),
+    retried with the same backoff as PutEvents until ``target.budget`` runs out.
+
+    Never raises for network, credential or service errors: they are the outcome.
+    """
+    env = os.environ if environ is None else environ
+    deadline = clock() + target.budget
+    outcome = Outcome()
+    session = _Session(target, env)
+    attempt = 0
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return outcome
+        attempt += 1
+        outcome.attempts += 1
+        try:
+            response = session.query(operation, params, min(_ATTEMPT_TIMEOUT, remaining))
+        except _CallFailed as exc:
+            _fail(outcome, exc.code, exc.message, exc.retryable)
+            if not exc.retryable:
+                return outcome
+            if exc.refresh:
+                session.forget_credentials()
+        else:
+            return Outcome(delivered=True, attempts=outcome.attempts, response=response)
+        pause = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt))
+        if clock() + pause >= deadline:
+            return outcome
+        sleep(pause)
 
 
 def batches(entries: Sequence[Mapping[str, Any]]) -> List[List[int]]:
@@ -190,12 +233,23 @@ class _Session:
 
     def call(self, entries: Sequence[Mapping[str, Any]], timeout: float) -> List[Dict[str, Any]]:
         body = json.dumps({"Entries": list(entries)}, ensure_ascii=False).encode("utf-8")
-        headers = self._signed_headers(body)
+        payload = self._post(body, {"Content-Type": "application/x-amz-json-1.1",
+                                    "X-Amz-Target": "AWSEvents.PutEvents"}, timeout)
+        return _entry_results(payload, len(entries))
+
+    def query(self, operation: str, params: Mapping[str, str], timeout: float) -> bytes:
+        from . import query
+
+        body = query.encode(self.target.service, operation, params)
+        return self._post(body, {"Content-Type": query.CONTENT_TYPE}, timeout)
+
+    def _post(self, body: bytes, kind: Mapping[str, str], timeout: float) -> bytes:
+        headers = self._signed_headers(body, kind)
         request = urllib.request.Request(self.target.url, data=body, headers=headers, method="POST")
         try:
             context = _tls(self.environ) if self.target.url.startswith("https:") else None
             with urllib.request.urlopen(request, timeout=timeout, context=context) as r:
-                payload = r.read(4 * 1024 * 1024)
+                payload: bytes = r.read(4 * 1024 * 1024)
         except urllib.error.HTTPError as exc:
             raise _http_error(exc) from None
         except urllib.error.URLError as exc:
@@ -203,9 +257,9 @@ class _Session:
         except (OSError, ValueError, http.client.HTTPException) as exc:
             # timeouts, resets, bad status lines, a body cut short (IncompleteRead)
             raise _CallFailed("ConnectionError", _reason(exc), True) from None
-        return _entry_results(payload, len(entries))
+        return payload
 
-    def _signed_headers(self, body: bytes) -> Dict[str, str]:
+    def _signed_headers(self, body: bytes, kind: Mapping[str, str]) -> Dict[str, str]:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
@@ -218,17 +272,14 @@ class _Session:
             )
         self._credentials = credentials
         request = AWSRequest(method="POST", url=self.target.url, data=body, headers={
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": "AWSEvents.PutEvents",
-            "User-Agent": f"bosky/{__version__}",
-        })
+            **kind, "User-Agent": f"bosky/{__version__}"})
         try:  # refreshable (instance role) credentials may fetch anew here
             frozen = credentials.get_frozen_credentials()
         except Exception as exc:
             self._credentials = None
             raise _CallFailed("NoCredentials", f"cannot refresh AWS credentials: {exc}", True) \
                 from None
-        SigV4Auth(frozen, "events", self.target.region).add_auth(request)
+        SigV4Auth(frozen, self.target.service, self.target.region).add_auth(request)
         return {k: str(v) for k, v in request.headers.items()}
 
 
@@ -274,6 +325,10 @@ def _http_error(exc: urllib.error.HTTPError) -> _CallFailed:
 def _error_fields(body: bytes, header: str) -> Tuple[str, str]:
     code = header.split(":", 1)[0]
     message = ""
+    if body.lstrip().startswith(b"<"):  # a Query API (Auto Scaling, CloudFormation) error
+        from .query import error_fields
+
+        return error_fields(body)
     try:
         data = json.loads(body)
         if isinstance(data, dict):

@@ -1,11 +1,15 @@
-"""A durable spool for events not yet delivered.
+"""A durable spool for events (and actions) not yet delivered.
 
 Like a log shipper's disk buffer: an event is written here before anything
 gives up on it, and sent later by the boot reporter, the next boot, or
 ``bosky flush``. Each record is one file, written atomically (temp file,
 fsync, rename, fsync of the directory) and self-checking (a SHA-256 of its
 body in its first line), so a torn or corrupted file is detected and set
-aside, never sent half-formed. The spool is bounded; past the bound the oldest
+aside, never sent half-formed. An action (a lifecycle-hook completion, a
+stack signal) is a record like an event, named ``.action`` so that an older
+bosky, which knows only ``.event`` records, leaves it alone instead of
+setting it aside as corrupt; an event record's body is unchanged, so records
+written by earlier versions read as before. The spool is bounded; past the bound the oldest
 events are dropped and counted, and the next delivered event carries that
 count.
 
@@ -31,18 +35,22 @@ import json
 import os
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union
 
 from ..event import Event
+from .action import Action
+
+Item = Union[Event, Action]
 
 _MAGIC = "bosky-spool 1"
 _SUFFIX = ".event"
+_ACTION_SUFFIX = ".action"
 _TMP_PREFIX = ".tmp-"
 # A temp file nobody holds and this old was left by a killed writer. (A writer
 # holds its temp file's lock from the first byte, but not in the instant
 # between creating and locking it; the age makes that instant safe.)
 _STALE_TMP = 60.0
-_STAMP_DIGITS = 20  # file names: <time_ns, 20 digits>-<EventId>.event
+_STAMP_DIGITS = 20  # file names: <time_ns, 20 digits>-<EventId>.event (or .action)
 
 
 class SpoolError(Exception):
@@ -58,7 +66,7 @@ class Record:
     """
 
     path: str
-    event: Event
+    event: Item  # an Event, or an Action
     region: str
     endpoint_url: Optional[str]
     spooled_at: float
@@ -68,8 +76,11 @@ class Record:
     lock_fd: Optional[int] = dataclasses.field(default=None, repr=False, compare=False)
 
     def body(self) -> Dict[str, Any]:
+        payload: Dict[str, Any] = (
+            {"entry": self.event.entry()} if isinstance(self.event, Event)
+            else {"action": self.event.body()})
         return {
-            "entry": self.event.entry(),
+            **payload,
             "region": self.region,
             "endpoint_url": self.endpoint_url,
             "spooled_at": self.spooled_at,
@@ -98,7 +109,7 @@ class Spool:
 
     # -- writing ---------------------------------------------------------
 
-    def put(self, event: Event, region: str, endpoint_url: Optional[str],
+    def put(self, event: Item, region: str, endpoint_url: Optional[str],
             reason: str, attempts: int = 0, *, hold: bool = False,
             sync: bool = True) -> Record:
         """Write ``event`` durably; raises SpoolError when that is impossible.
@@ -113,7 +124,8 @@ class Spool:
         first failed attempt rewrites it durably (:meth:`update`).
         """
         self._ensure_dir()
-        name = f"{time.time_ns():0{_STAMP_DIGITS}d}-{event.event_id}{_SUFFIX}"
+        suffix = _SUFFIX if isinstance(event, Event) else _ACTION_SUFFIX
+        name = f"{time.time_ns():0{_STAMP_DIGITS}d}-{event.event_id}{suffix}"
         record = Record(os.path.join(self.directory, name), event, region, endpoint_url,
                         time.time(), attempts, reason)
         existing = self._path_for(event.event_id)
@@ -177,7 +189,8 @@ class Spool:
     def _names(self) -> List[str]:
         """Record file names, oldest first (the name starts with its time)."""
         try:
-            return sorted(n for n in os.listdir(self.directory) if n.endswith(_SUFFIX))
+            return sorted(n for n in os.listdir(self.directory)
+                          if n.endswith((_SUFFIX, _ACTION_SUFFIX)))
         except OSError:
             return []
 
@@ -407,7 +420,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _event_id_of(name: str) -> str:
-    return name[_STAMP_DIGITS + 1:-len(_SUFFIX)]
+    return name[_STAMP_DIGITS + 1:].rsplit(".", 1)[0]
 
 
 def _first_per_event(names: List[str]) -> List[str]:
@@ -440,7 +453,8 @@ def _read(path: str) -> Record:
     body: Mapping[str, Any] = json.loads(data)
     return Record(
         path=path,
-        event=Event.from_entry(body["entry"]),
+        event=Action.from_body(body["action"]) if "action" in body
+        else Event.from_entry(body["entry"]),
         region=str(body["region"]),
         endpoint_url=body.get("endpoint_url"),
         spooled_at=float(body["spooled_at"]),

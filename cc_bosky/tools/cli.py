@@ -66,6 +66,16 @@ def _event_parser() -> _Parser:
                    help="give up sending after this long (default 30)")
     p.add_argument("--config", metavar="FILE",
                    help=f"config file (env BOSKY_CONFIG; default {config.DEFAULT_CONFIG_FILE})")
+    hook = p.add_mutually_exclusive_group()
+    hook.add_argument("--continue", dest="hook_result", action="store_const", const="CONTINUE",
+                      help="also complete the Auto Scaling lifecycle hook with CONTINUE")
+    hook.add_argument("--abandon", dest="hook_result", action="store_const", const="ABANDON",
+                      help="also complete the lifecycle hook with ABANDON (the instance is "
+                      "replaced)")
+    p.add_argument("--lifecycle-hook", metavar="NAME",
+                   help="the hook for --continue/--abandon (default: 'lifecycle_hook' setting)")
+    p.add_argument("--signal", action="store_true",
+                   help="also signal CloudFormation: SUCCESS with --pass, FAILURE with --fail")
     p.add_argument("--no-spool", action="store_true",
                    help="do not keep an undelivered event for a later 'bosky flush'")
     p.add_argument("--dry-run", action="store_true",
@@ -149,9 +159,17 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
         if ident.instance_id else (),
         event_bus=settings.event_bus,
     )
+    from ..actions.command import command_actions
+
+    actions = command_actions(settings, args.status, args.hook_result, args.lifecycle_hook,
+                              args.signal, ident, environ, identity_mod.INSTANCE_DATA,
+                              dry_run=args.dry_run)
     if args.dry_run:
-        return _print_dry_run(event.entry())
-    return _deliver(event, settings, region, args.no_spool, environ)
+        return _print_dry_run(event.entry(), [a.body() for a in actions])
+    code = _deliver(event, settings, region, args.no_spool, environ)
+    if actions:
+        code = max(code, _act(actions, settings, ident.region or region, args.no_spool, environ))
+    return code
 
 
 def _read_message(message: Optional[str]) -> str:
@@ -185,11 +203,38 @@ def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
     return EXIT_NOT_DELIVERED
 
 
-def _print_dry_run(entry: Dict[str, Any]) -> int:
+def _act(actions: Sequence[Any], settings: config.Settings, region: str, no_spool: bool,
+         environ: Mapping[str, str]) -> int:
+    from ..delivery.action import Action
+    from ..delivery.outbox import act
+    from ..delivery.spool import Spool
+
+    spool = None if no_spool else Spool(settings.spool_dir, settings.spool_max_events,
+                                        settings.spool_max_bytes)
+    code = EXIT_OK
+    for result in act(actions, region, settings.endpoints(), spool, environ,
+                      settings.send_timeout):
+        if result.outcome.delivered:
+            continue
+        what = result.event.describe() if isinstance(result.event, Action) else "event"
+        why = f"{what} not done: {result.outcome.reason()}"
+        if result.spooled:
+            why += "; spooled, 'bosky flush' retries it"
+        elif result.rejected:
+            why += "; set aside as rejected (never retried), 'bosky status' lists it"
+        _err(why)
+        code = EXIT_NOT_DELIVERED
+    return code
+
+
+def _print_dry_run(entry: Dict[str, Any], actions: Sequence[Any] = ()) -> int:
     from ..event import billing_units, entry_size
 
     size = entry_size(entry)
-    out = {"Entries": [entry], "SizeBytes": size, "BillingUnits": billing_units(size)}
+    out: Dict[str, Any] = {"Entries": [entry], "SizeBytes": size,
+                           "BillingUnits": billing_units(size)}
+    if actions:
+        out["Actions"] = list(actions)
     print(safe_json(out))
     return EXIT_OK
 
@@ -250,7 +295,8 @@ def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
     from ..delivery.spool import Spool
 
     spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
-    report = flush(spool, environ, args.timeout or settings.send_timeout, settings.endpoint_url)
+    report = flush(spool, environ, args.timeout or settings.send_timeout, settings.endpoint_url,
+                   settings.endpoints())
     if report.busy:
         _err("another bosky is flushing the spool; try again shortly")
         return EXIT_NOT_DELIVERED
@@ -305,7 +351,7 @@ def render_status(report: Mapping[str, Any]) -> str:
     for path in spool["corrupt"]:
         lines.append(printable(f"  corrupt (set aside, not sent): {path}"))
     for path in spool["rejected"]:
-        lines.append(printable(f"  rejected by EventBridge (not retried): {path}"))
+        lines.append(printable(f"  rejected by AWS (not retried): {path}"))
     return "\n".join(lines)
 
 
