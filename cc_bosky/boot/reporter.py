@@ -51,6 +51,9 @@ class Reporter:
         self.spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
         self.started = clock()
         self._first: Optional[bool]
+        from ..actions.boot import BootActions
+
+        self.actions = BootActions(settings, environ, clock)
 
     # -- the life of a reporter -----------------------------------------
 
@@ -70,6 +73,8 @@ class Reporter:
             if not prepared and (records.finished or _stage_done(records.status, "init")):
                 self.prepare()
                 prepared = True
+            if prepared:
+                self.actions.tick()  # a heartbeat for the lifecycle hook, when due
             if records.finished:
                 return verdict.final_verdict(records, self.settings.degraded_is,
                                              self._ignore_recoverable)
@@ -103,6 +108,8 @@ class Reporter:
         from . import cloudconfig
 
         cloudconfig.instance_config_valid(self.cloud_data_dir)
+        if self.actions.configured:  # find the group and stack now, not after the verdict
+            self.actions.prepare(self._identity(), self._instance_data())
 
     @property
     def _run(self) -> str:
@@ -137,11 +144,15 @@ class Reporter:
         if not state.mark_sent(self._run, kind):
             return
         event = self.build_event(kind, found)
+        acted = self.actions.spool(found.status, self._identity(), self._instance_data(),
+                                   self._boot_key(self._identity()), self.spool)
         state.write_json(state.path(self.settings, state.VERDICT), {
             **event.detail, "Sent": event.status in self.settings.send})
         if event.status not in self.settings.send:
             LOG.info("%s verdict %s not sent (send: %s)", kind, event.status,
                      ", ".join(self.settings.send))
+            if acted:
+                self._flush(budget=self.settings.send_timeout)
             return
         region = arns.send_region(self.settings.event_bus, self.settings.region,
                              str(event.detail.get("Region") or "") or None)
@@ -160,7 +171,7 @@ class Reporter:
 
     def build_event(self, kind: str, found: verdict.Verdict) -> Event:
         ident = self._identity()
-        boot_key = f"{ident.boot_id or '-'}:{verdict.first_start(self._status()) or 0:.3f}"
+        boot_key = self._boot_key(ident)
         extra: Dict[str, Any] = dict(found.fields)
         version = self.job.get("cloud_init_version")
         if version:
@@ -193,12 +204,17 @@ class Reporter:
             event_id=stable_event_id(ident.instance_id or "-", boot_key, kind),
         )
 
+    def _boot_key(self, ident: Identity) -> str:
+        return f"{ident.boot_id or '-'}:{verdict.first_start(self._status()) or 0:.3f}"
+
+    def _instance_data(self) -> Optional[Dict[str, Any]]:
+        return state.read_json(os.path.join(self.cloud_run_dir, "instance-data.json"))
+
     def _identity(self) -> Identity:
         import dataclasses
         import socket
 
-        record = state.read_json(os.path.join(self.cloud_run_dir, "instance-data.json"))
-        ident = identity_from_record(record)
+        ident = identity_from_record(self._instance_data())
         if not ident.instance_id:
             from ..identity import from_imds
 
@@ -239,7 +255,8 @@ class Reporter:
     def _flush(self, budget: float) -> Any:
         from ..delivery.outbox import flush
 
-        return flush(self.spool, self.environ, budget, self.settings.endpoint_url)
+        return flush(self.spool, self.environ, budget, self.settings.endpoint_url,
+                     self.settings.endpoints())
 
     def _flush_window(self) -> None:
         from ..delivery.outbox import flush_for
@@ -247,7 +264,8 @@ class Reporter:
         if not self.spool.records()[0]:
             return
         report = flush_for(self.spool, self.environ, self.settings.flush_window,
-                           self.settings.send_timeout, self.settings.endpoint_url)
+                           self.settings.send_timeout, self.settings.endpoint_url,
+                           self.settings.endpoints())
         if report.remaining:
             LOG.warning("%d event(s) still spooled after the flush window (%s); the next boot "
                         "or 'bosky flush' retries them", report.remaining, report.last_error)
@@ -313,8 +331,8 @@ def _setup_logging() -> None:
         handler = logging.StreamHandler(open(fd, "a", encoding="utf-8"))  # noqa: SIM115
         handler.setFormatter(logging.Formatter(
             "%(asctime)s bosky[%(process)d]: %(levelname)s %(message)s"))
-        LOG.addHandler(handler)
-    LOG.setLevel(logging.INFO)
+        logging.getLogger("bosky").addHandler(handler)  # the reporter, outbox and actions
+    logging.getLogger("bosky").setLevel(logging.INFO)
 
 
 def _hold_lock(settings: config.Settings, environ: Mapping[str, str]) -> Optional[int]:
