@@ -165,3 +165,44 @@ def test_an_action_record_is_kept_beside_events_and_read_back(tmp_path) -> None:
     assert record.path.endswith(".action")  # an older bosky lists only .event files
     (back,), corrupt = spool.records()
     assert back.event == action and corrupt == []
+
+
+# -- bosky doctor --------------------------------------------------------------
+
+
+def doctor_checks(asg: ActionsEmulator, env: Dict[str, str], tmp_path: Path, **settings: Any):
+    from cc_bosky import config
+    from cc_bosky.actions.doctor import action_checks
+    from cc_bosky.identity import Identity
+
+    endpoints = {"autoscaling_endpoint_url": asg.url, "cloudformation_endpoint_url": asg.url}
+    return {c.name: c for c in action_checks(
+        config.Settings(**settings, **endpoints),
+        Identity(instance_id=INSTANCE, region="us-east-1"),
+        env, True, str(tmp_path / "no-instance-data.json"))}
+
+
+def test_doctor_resolves_the_group_the_hook_and_the_stack(asg, env, tmp_path) -> None:
+    found = doctor_checks(asg, env, tmp_path, lifecycle_hook="boot-check",
+                          cfn_signal={"stack": "web-stack", "resource": "WebGroup"})
+    assert found["lifecycle hook"].status == "ok", found
+    assert "hook boot-check of group web-asg found" in found["lifecycle hook"].detail
+    assert found["stack signal"].status == "ok", found
+
+
+def test_doctor_names_what_does_not_resolve(asg, env, tmp_path) -> None:
+    found = doctor_checks(asg, env, tmp_path, lifecycle_hook="boot-chek",
+                          cfn_signal={"stack": "web-stack", "resource": "WebGrup"})
+    assert found["lifecycle hook"].status == "fail"
+    assert "group web-asg has no lifecycle hook boot-chek" in found["lifecycle hook"].detail
+    assert found["stack signal"].status == "fail" and "WebGrup" in found["stack signal"].detail
+    assert doctor_checks(asg, env, tmp_path) == {}  # nothing configured, nothing checked
+
+
+def test_doctor_warns_when_the_hook_would_time_out_before_the_deadline(asg, env,
+                                                                      tmp_path) -> None:
+    asg.add_group("web-asg", [Hook("boot-check", heartbeat_timeout=600)])
+    found = doctor_checks(asg, env, tmp_path, lifecycle_hook={"name": "boot-check",
+                                                              "heartbeat": 0})
+    assert found["lifecycle hook"].status == "warn"
+    assert "HeartbeatTimeout (600 s)" in found["lifecycle hook"].detail

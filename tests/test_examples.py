@@ -59,8 +59,9 @@ FAILURES_ONLY = "failures-only.yaml"
 VPC_ENDPOINT = "vpc-endpoint.yaml"
 MIXED = "mixed-cloud-config-and-script.mime"
 SHORT_DEADLINE = "short-deadline.yaml"
+LIFECYCLE_HOOK = "auto-scaling-lifecycle-hook.yaml"
 ALL_EXAMPLES = (MINIMAL, GOLDEN_AMI, CUSTOM_BUS, FAILURES_ONLY, VPC_ENDPOINT, MIXED,
-                SHORT_DEADLINE)
+                SHORT_DEADLINE, LIFECYCLE_HOOK)
 #: What a header must tell a user before they copy the file.
 HEADER_LABELS = ("Use it when:", "Event:", "Prerequisites:")
 #: Files under /etc/cloud/cloud.cfg.d are YAML without the #cloud-config line.
@@ -449,3 +450,31 @@ def test_short_deadline_reports_timeout_then_the_final_verdict(
     assert "modules-final" not in timeout["Stages"]  # reported while the boot ran on
     assert "database answered" in log_tail(final)
     assert timeout["EventId"] != final["EventId"]
+
+
+@on_newest_release
+def test_auto_scaling_lifecycle_hook_continues_a_clean_boot_and_signals_its_stack(
+        fleet: Callable[..., Instance], imds: MetadataServer, consumer: Consumer,
+        detail_validator: Any) -> None:
+    """The instance carries the tags an Auto Scaling group made by CloudFormation
+    gives it; the group and the stack are the Auto Scaling / CloudFormation emulator."""
+    from tests.support.actions_emulator import ActionsEmulator, Hook
+
+    with ActionsEmulator() as aws:
+        aws.add_group("web-asg", [Hook("boot-check")])
+        aws.add_stack("web-stack", ["WebGroup"])
+        imds.metadata = dataclasses.replace(imds.metadata, tags={
+            "aws:autoscaling:groupName": "web-asg", "aws:cloudformation:stack-name": "web-stack",
+            "aws:cloudformation:logical-id": "WebGroup"})
+        aws.launch(imds.metadata.instance_id, "web-asg")
+        inst = fleet()
+        inst.env.update({"AWS_ENDPOINT_URL_AUTO_SCALING": aws.url,
+                         "AWS_ENDPOINT_URL_CLOUDFORMATION": aws.url})
+        inst.boot(user_data=rewrite(example(LIFECYCLE_HOOK), project=str(consumer.project)),
+                  wait_reporter=60)
+        detail = the_event(consumer, detail_validator)
+        assert detail["Status"] == "pass", detail
+        assert [c["LifecycleActionResult"] for c in aws.completions] == ["CONTINUE"]
+        assert aws.state(imds.metadata.instance_id) == "Pending:Proceed"
+        assert [(s["StackName"], s["LogicalResourceId"], s["Status"]) for s in aws.signals] == \
+            [("web-stack", "WebGroup", "SUCCESS")]

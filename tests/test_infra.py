@@ -35,6 +35,7 @@ INFRA = REPO_ROOT / "infra"
 CONSUMER = INFRA / "consumer.yaml"
 ROLE = INFRA / "instance-role.yaml"
 POLICY = INFRA / "instance-policy.json"
+ASG_EXAMPLE = INFRA / "asg-example.yaml"
 COMPONENT = INFRA / "image-builder-component.yaml"
 PACKER = INFRA / "packer-provisioner.pkr.hcl"
 BAKE_SCRIPT = INFRA / "install-bosky.sh"
@@ -158,7 +159,7 @@ def cfn_lint(template: Path) -> List[str]:
     return [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in lint_file(template)]
 
 
-@pytest.mark.parametrize("template", [CONSUMER, ROLE], ids=lambda p: p.name)
+@pytest.mark.parametrize("template", [CONSUMER, ROLE, ASG_EXAMPLE], ids=lambda p: p.name)
 def test_cfn_lint_is_clean(template: Path) -> None:
     assert cfn_lint(template) == []
 
@@ -529,3 +530,67 @@ def test_the_image_builder_steps_run_as_written(bake_machine: Dict[str, Any]) ->
         (bake_machine["root"] / "etc/cloud/cloud.cfg.d/98_bosky_config.cfg").read_text())
     assert stanza == {"bosky": {"project": "fleet-ib", "event_bus": "ops"}}
     assert pip_calls(bake_machine)[-1] == "install --no-cache-dir --upgrade bosky==0.1.0"
+
+
+# -- acting on the verdict: the role's extra policy, the example group ------------------------
+
+
+def test_the_role_grants_what_bosky_permissions_prints_for_a_hook_and_a_signal(
+        eventbridge: Any, tmp_path: Path) -> None:
+    outputs = deploy(eventbridge, ROLE, {"ProjectName": "fleet-b", "AutoScalingGroupName":
+                                         "web-asg", "StackName": "web-stack"})
+    iam = eventbridge.client("iam")
+    role = outputs["RoleArn"].rsplit("/", 1)[-1]
+    documents = []
+    for name in ("bosky-lifecycle-hook", "bosky-signal-stack"):
+        raw = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        documents.append(ast.literal_eval(raw) if isinstance(raw, str) else raw)
+    document = {"Version": "2012-10-17",
+                "Statement": [s for d in documents for s in d["Statement"]]}
+    config = write(tmp_path / "bosky.yaml", "project: fleet-b\nregion: us-east-1\n"
+                   "lifecycle_hook: {name: boot-check, group: web-asg}\n"
+                   "cfn_signal: {stack: web-stack, resource: WebGroup}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BOSKY_"))}
+    env.update({"AWS_EC2_METADATA_DISABLED": "true", "HOME": str(tmp_path)})
+    printed = run_bosky(["--permissions", "--config", str(config)], env=env)
+    assert printed.returncode == 0, printed.stderr
+    statements = json.loads(printed.stdout)["Statement"][1:]
+    for statement in statements:  # the printed ARNs name no account: the role's do
+        statement["Resource"] = statement["Resource"].replace(
+            ":*:autoScalingGroup", f":{DEFAULT_ACCOUNT}:autoScalingGroup", 1).replace(
+            ":*:stack", f":{DEFAULT_ACCOUNT}:stack")
+    assert document["Statement"] == statements
+    assert parliament_findings(document) == []
+    without = deploy(eventbridge, ROLE, {"ProjectName": "fleet-c"})
+    names = iam.list_role_policies(RoleName=without["RoleArn"].rsplit("/", 1)[-1])
+    assert names["PolicyNames"] == ["bosky-put-events"]  # nothing to act on, nothing granted
+
+
+def test_discovery_adds_describe_and_nothing_is_added_when_nothing_acts(tmp_path: Path) -> None:
+    from cc_bosky.tools.policy import action_statements
+
+    assert action_statements(None, None, "us-east-1", None) == []
+    found = action_statements("boot-check", True, "us-east-1", "123456789012")
+    assert [s["Sid"] for s in found] == ["BoskyLifecycleHook", "BoskyFindGroup",
+                                         "BoskySignalStack"]
+    assert found[1]["Action"] == "autoscaling:DescribeAutoScalingInstances"
+    assert parliament_findings({"Version": "2012-10-17", "Statement": found}) == []
+
+
+def test_the_example_group_waits_on_the_hook_bosky_completes_and_on_its_signal() -> None:
+    template = load_template(ASG_EXAMPLE)
+    (group,) = resources_of(template, "AWS::AutoScaling::AutoScalingGroup").values()
+    (hook,) = group["Properties"]["LifecycleHookSpecificationList"]
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert group["CreationPolicy"]["ResourceSignal"]["Count"] == 1
+    (lt,) = resources_of(template, "AWS::EC2::LaunchTemplate").values()
+    data = lt["Properties"]["LaunchTemplateData"]
+    assert data["MetadataOptions"]["InstanceMetadataTags"] == "enabled"
+    user_data = data["UserData"]["Fn::Base64"]["Fn::Sub"].replace("${ProjectName}", "web")
+    stanza = yaml.safe_load(user_data)["bosky"]
+    from cc_bosky import config
+
+    assert config.problems(stanza, "bosky") == []
+    assert stanza["lifecycle_hook"] == hook["LifecycleHookName"]
+    # Past bosky's deadline the hook would decide alone: bosky must answer first.
+    assert int(hook["HeartbeatTimeout"]) > config.Settings().deadline

@@ -248,10 +248,12 @@ def safe_json(data: Any) -> str:
 
 def _print_permissions(settings: config.Settings, region: Optional[str],
                        account_id: Optional[str]) -> int:
-    from .policy import put_events_policy
+    from .policy import action_statements, put_events_policy
 
     policy = put_events_policy(settings.project, settings.detail_type, settings.event_bus,
                                settings.region or region, account_id)
+    policy["Statement"] += action_statements(settings.lifecycle_hook, settings.cfn_signal,
+                                             region or settings.region, account_id)
     print(json.dumps(policy, indent=2))
     return EXIT_OK
 

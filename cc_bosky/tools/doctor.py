@@ -628,10 +628,23 @@ def run_checks(root: Path, environ: Mapping[str, str], config_file: Optional[str
         _guarded("endpoint",
                  lambda: check_endpoint(endpoint_url(view, region), environ, instance)),
     ]
+    checks += _action_checks(view, ident, environ, instance, str(in_root(root, INSTANCE_DATA)))
     if send_test:
         checks.append(_guarded("send test",
                                lambda: check_send_test(view, region, ident, environ)))
     return checks
+
+
+def _action_checks(view: ConfigView, ident: Any, environ: Mapping[str, str], instance: bool,
+                   instance_data: str) -> List[Check]:
+    """The lifecycle hook and stack signal checks, for what is configured."""
+    from ..actions.doctor import action_checks
+
+    try:
+        return action_checks(view.settings, ident, environ, instance, instance_data)
+    except Exception as exc:
+        return [Check("actions", FAIL, f"internal error: {type(exc).__name__}: {exc}",
+                      "report this as a bosky bug")]
 
 
 def doctor_command(argv: List[str], environ: Mapping[str, str]) -> int:

@@ -1,8 +1,9 @@
-"""The least-privilege IAM policy an instance needs to send bosky's events."""
+"""The least-privilege IAM policy an instance needs: bosky's events, and the
+lifecycle hook and stack signal when the verdict is configured to act."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from .. import arns
 
@@ -36,3 +37,41 @@ def put_events_policy(
             }
         ],
     }
+
+
+def action_statements(lifecycle_hook: Any, cfn_signal: Any, region: Optional[str],
+                      account_id: Optional[str]) -> List[Dict[str, Any]]:
+    """The statements the configured actions need, and nothing for what is not configured.
+
+    The hook's calls are limited to the group when the stanza names it (else
+    any group: the name is discovered on the instance), the signal to the
+    stack when it is named; DescribeAutoScalingInstances, which takes no
+    resource, only when the group must be discovered.
+    """
+    from ..actions import hook_spec, signal_spec
+
+    hook, signal = hook_spec(lifecycle_hook), signal_spec(cfn_signal)
+    found: List[Dict[str, Any]] = []
+    if hook:
+        found.append({
+            "Sid": "BoskyLifecycleHook",
+            "Effect": "Allow",
+            "Action": ["autoscaling:CompleteLifecycleAction",
+                       "autoscaling:RecordLifecycleActionHeartbeat"],
+            "Resource": arns.autoscaling_group_arn(hook.group or "*", region, account_id),
+        })
+        if not hook.group:
+            found.append({
+                "Sid": "BoskyFindGroup",
+                "Effect": "Allow",
+                "Action": "autoscaling:DescribeAutoScalingInstances",
+                "Resource": "*",
+            })
+    if signal:
+        found.append({
+            "Sid": "BoskySignalStack",
+            "Effect": "Allow",
+            "Action": "cloudformation:SignalResource",
+            "Resource": arns.stack_arn(signal.stack or "*", region, account_id),
+        })
+    return found
