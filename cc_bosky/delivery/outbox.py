@@ -24,7 +24,7 @@ import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..event import Event, fit
-from .action import DONE, GONE, REJECTED, Action
+from .action import DONE, GONE, REJECTED, RETRY, Action
 from .sender import Outcome, Target, call, put_events
 from .spool import Item, Record, Spool, SpoolError
 
@@ -225,26 +225,25 @@ def _flush_action(spool: Spool, record: Record, action: Action, environ: Mapping
                   budget: float, endpoint_url: Optional[str], report: FlushReport) -> None:
     target = Target(record.region, endpoint_url or record.endpoint_url, budget, action.service)
     outcome = call(action.operation, action.params, target, environ)
-    settled = action.settle(outcome)
-    _log_action(action, outcome, settled, record.attempts)
+    _log_action(action, outcome, action.settle(outcome), record.attempts)
+    _settle(spool, record, outcome, report)
+
+
+def _settled(item: Item, outcome: Outcome) -> str:
+    """DONE, GONE, REJECTED or RETRY, whatever the kind of delivery."""
+    if isinstance(item, Action):
+        return item.settle(outcome)
+    if outcome.delivered:
+        return DONE
+    return REJECTED if outcome.error_code in REJECTED_CODES else RETRY
+
+
+def _settle(spool: Spool, record: Record, outcome: Outcome, report: FlushReport) -> None:
+    settled = _settled(record.event, outcome)
     if settled in (DONE, GONE):
         spool.remove(record)
         report.delivered += 1
     elif settled == REJECTED:
-        spool.reject(record)
-        report.rejected += 1
-        report.last_error = outcome.reason()
-    else:
-        spool.update(record, outcome.reason())
-        report.failed += 1
-        report.last_error = outcome.reason()
-
-
-def _settle(spool: Spool, record: Record, outcome: Outcome, report: FlushReport) -> None:
-    if outcome.delivered:
-        spool.remove(record)
-        report.delivered += 1
-    elif outcome.error_code in REJECTED_CODES:
         spool.reject(record)
         report.rejected += 1
         report.last_error = outcome.reason()

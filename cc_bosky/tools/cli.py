@@ -348,13 +348,19 @@ def render_status(report: Mapping[str, Any]) -> str:
                  f"{len(spool['corrupt'])} corrupt, {len(spool['rejected'])} rejected")
     for item in spool["events"]:
         lines.append(printable(
-            f"  {item['EventId']} {item['Status']} age {item['AgeSeconds']:.0f}s, "
+            f"  {item['EventId']} {_kind(item)}{item['Status']} age {item['AgeSeconds']:.0f}s, "
             f"{item['Attempts']} attempt(s), last error: {item['LastError'] or '-'}"))
     for path in spool["corrupt"]:
         lines.append(printable(f"  corrupt (set aside, not sent): {path}"))
     for path in spool["rejected"]:
         lines.append(printable(f"  rejected by AWS (not retried): {path}"))
     return "\n".join(lines)
+
+
+def _kind(item: Mapping[str, Any]) -> str:
+    """'' for an event (as before); the kind of an action, e.g. 'lifecycle '."""
+    kind = str(item.get("Kind") or "event")
+    return "" if kind == "event" else f"{kind} "
 
 
 def _lazy(module: str, function: str) -> Callable[[List[str], Mapping[str, str]], int]:

@@ -74,6 +74,7 @@ class Request:
     params: Dict[str, str]
     status: int = 200
     error: Optional[str] = None
+    at: float = dataclasses.field(default_factory=time.time)  # when it arrived (epoch)
 
 
 @dataclasses.dataclass
