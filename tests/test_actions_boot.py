@@ -192,3 +192,29 @@ def test_a_warm_pool_boot_completes_its_transition_once(member, consumer, asg) -
     assert "target lifecycle state: Warmed:Stopped" in bosky_log(inst)
 
 
+
+
+@pytest.mark.parametrize("later", ["next boot", "bosky flush"])
+def test_a_completion_that_could_not_be_made_during_the_boot_is_made_later(
+        member, consumer, asg, bosky, env, later) -> None:
+    with FaultProxy(asg.url) as proxy:
+        proxy.refuse()
+        inst = member(endpoint=proxy.url)
+        spool = Spool(str(inst.paths.var_lib_bosky / "spool"))
+        inst.boot(user_data=with_script(cloud_config(
+            consumer, lifecycle_hook="boot-check", send_timeout=2, flush_window=2),
+            FAILING_SCRIPT), wait_reporter=60)
+        (waiting,) = [r for r in spool.records()[0] if r.path.endswith(".action")]
+        assert waiting.event.status == "ABANDON" and waiting.attempts >= 1
+        assert asg.state(inst.imds.metadata.instance_id) == "Pending:Wait"
+        proxy.restore()
+        if later == "next boot":
+            inst.boot(wait_reporter=60)
+        else:
+            operator = {**env, "BOSKY_SPOOL_DIR": spool.directory,
+                        "AWS_ENDPOINT_URL_AUTO_SCALING": proxy.url}
+            done = bosky(["flush"], env=operator)
+            assert done.returncode == 0, done.stderr
+    assert results(asg) == ["ABANDON"]  # the first boot's verdict, once
+    assert asg.state(inst.imds.metadata.instance_id) == "Terminating"
+    assert [r for r in spool.records()[0] if r.path.endswith(".action")] == []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import threading
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -193,11 +194,13 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
         ready = [r for r in records if not r.in_flight and isinstance(r.event, Event)]
         dropped = spool.dropped()
         carrier = ready[0] if dropped and ready else None
-        for record in records:
-            remaining = budget - (time.monotonic() - start)
-            if isinstance(record.event, Action) and not record.in_flight and remaining > 0:
-                _flush_action(spool, record, record.event, environ, remaining,
-                              (action_endpoints or {}).get(record.event.service), report)
+        # Actions go beside the events, not before them: neither waits for the other.
+        actions = [r for r in records if not r.in_flight and isinstance(r.event, Action)]
+        side = FlushReport()
+        worker = threading.Thread(target=_flush_actions, daemon=True, args=(
+            spool, actions, environ, start + budget, action_endpoints or {}, side))
+        if actions:
+            worker.start()
         for (region, endpoint), group in _by_target(ready).items():
             remaining = budget - (time.monotonic() - start)
             if remaining <= 0:
@@ -210,6 +213,12 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
                 _settle(spool, record, outcome, report)
                 if record is carrier and outcome.delivered:
                     spool.acknowledge_dropped(dropped)
+        if actions:
+            worker.join()  # each call ends within the budget
+            report.delivered += side.delivered
+            report.failed += side.failed
+            report.rejected += side.rejected
+            report.last_error = report.last_error or side.last_error
         spool.enforce_bound_locked()
         left = spool.records()[0]
         report.remaining = len(left)
@@ -221,12 +230,19 @@ def _events(records: Sequence[Record]) -> List[Tuple[Record, Event]]:
     return [(r, r.event) for r in records if isinstance(r.event, Event)]
 
 
-def _flush_action(spool: Spool, record: Record, action: Action, environ: Mapping[str, str],
-                  budget: float, endpoint_url: Optional[str], report: FlushReport) -> None:
-    target = Target(record.region, endpoint_url or record.endpoint_url, budget, action.service)
-    outcome = call(action.operation, action.params, target, environ)
-    _log_action(action, outcome, action.settle(outcome), record.attempts)
-    _settle(spool, record, outcome, report)
+def _flush_actions(spool: Spool, records: Sequence[Record], environ: Mapping[str, str],
+                   deadline: float, endpoints: Mapping[str, Optional[str]],
+                   report: FlushReport) -> None:
+    for record in records:
+        action = record.event
+        remaining = deadline - time.monotonic()
+        if not isinstance(action, Action) or remaining <= 0:
+            continue
+        target = Target(record.region, endpoints.get(action.service) or record.endpoint_url,
+                        remaining, action.service)
+        outcome = call(action.operation, action.params, target, environ)
+        _log_action(action, outcome, action.settle(outcome), record.attempts)
+        _settle(spool, record, outcome, report)
 
 
 def _settled(item: Item, outcome: Outcome) -> str:
