@@ -219,12 +219,25 @@ def mime_with_a_merge_header_and_a_gzip_part() -> bytes:
     return message.as_bytes()
 
 
-@pytest.mark.parametrize("case", ["default-merge", "merge_how", "header-gzip-plain"])
+ARCHIVE = """#cloud-config-archive
+- "#cloud-config\\nruncmd: [[echo, from the archive]]\\n"
+- filename: archived-bosky.yaml
+  content: "#cloud-config\\nbosky: {project: archived}\\n"
+- type: text/x-shellscript
+  content: "#!/bin/sh\\necho archived script\\n"
+"""
+
+
+@pytest.mark.parametrize("case", ["default-merge", "merge_how", "header-gzip-plain", "archive"])
 def test_parts_and_merge_are_what_the_releases_own_code_makes(release: Release, case: str,
                                                               tmp_path: Path) -> None:
     blob = tmp_path / "user-data"
     if case == "header-gzip-plain":
         blob.write_bytes(mime_with_a_merge_header_and_a_gzip_part())
+    elif case == "archive":
+        blob.write_bytes(make_mime(release, tmp_path, **{
+            "first.yaml": (CLOUD_CONFIG, "cloud-config"),
+            "archive.yaml": (ARCHIVE, "cloud-config-archive")}))
     else:
         second = MERGE_HOW if case == "merge_how" else \
             "#cloud-config\nbosky:\n  project: api\nruncmd: [[echo, second]]\n"
@@ -234,7 +247,7 @@ def test_parts_and_merge_are_what_the_releases_own_code_makes(release: Release, 
             "second.yaml": (second, "cloud-config"),
         }))
     theirs = cloud_init_reads(release, blob, tmp_path)
-    ours = userdata.read(blob.read_bytes())
+    ours = userdata.read(blob.read_bytes(), load_yaml=yaml.safe_load)
     assert [[p.name, p.content_type] for p in ours.parts] == theirs["parts"]
     merged = bosky_schema(release, blob, "--merged")
     assert yaml.safe_load(merged.stdout) == theirs["merged"], merged.stderr
@@ -242,6 +255,10 @@ def test_parts_and_merge_are_what_the_releases_own_code_makes(release: Release, 
         assert theirs["merged"]["bosky"] == {"project": "api"}
         assert "second.yaml replaces the whole 'bosky'" in merged.stderr
         assert "'runcmd'" in merged.stderr
+    if case == "archive":  # expanded into its entries, each checked under its own name
+        assert theirs["merged"]["bosky"] == {"project": "archived"}
+        assert "  archived-bosky.yaml (text/cloud-config): valid" in \
+            bosky_schema(release, blob).stdout
     if case == "merge_how":  # asked for: combined
         assert theirs["merged"]["bosky"] == {"project": "web", "deadline": 600, "log_lines": 20}
 

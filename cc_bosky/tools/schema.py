@@ -112,7 +112,7 @@ def _read(path: str, instance: bool) -> bytes:
 def check(raw: bytes, label: str, ec2_decodes_base64: bool = True) -> Report:
     """The report on ``raw``, named ``label`` in every line."""
     report = Report()
-    data = userdata.read(raw, ec2_decodes_base64)
+    data = userdata.read(raw, ec2_decodes_base64, _load_archive)
     report.problems += [f"{label}: {p}" for p in data.problems]
     parts = list(data.parts)
     # One #cloud-config document: one line, as for any YAML file.
@@ -147,6 +147,12 @@ def check(raw: bytes, label: str, ec2_decodes_base64: bool = True) -> Report:
     return report
 
 
+def _load_archive(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
 def _check_part(part: userdata.Part, origin: str,
                 report: Report) -> Tuple[str, Optional[Dict[str, Any]]]:
     """(one-line summary, the cloud-config mapping to merge or None)."""
@@ -159,7 +165,7 @@ def _check_part(part: userdata.Part, origin: str,
         report.warnings.append(f"{origin}: cloud-init has no handler for {part.content_type} "
                                "and ignores this part")
         return "ignored by cloud-init", None
-    if part.content_type in (userdata.JSON_PATCH, userdata.ARCHIVE):
+    if part.content_type == userdata.JSON_PATCH:
         report.warnings.append(f"{origin}: {what}; bosky schema does not check it")
     return f"{what}; not validated", None
 

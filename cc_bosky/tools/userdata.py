@@ -5,7 +5,8 @@ EC2 takes user data base64-encoded (what ``Fn::Base64`` and Terraform's
 whole blob, reads it as MIME multipart when ``MIME-Version:`` appears in its
 first 4096 bytes (else as one part), gunzips gzip-typed parts and types
 ``text/plain``, ``text/x-shellscript`` and un-typed parts by their first line
-(``cloudinit.user_data.convert_string`` and ``_process_msg``, the same in
+and expands ``#cloud-config-archive`` parts (``cloudinit.user_data``'s
+``convert_string``, ``_process_msg`` and ``_explode_archive``, the same in
 20.4.1, 22.4.2 and 25.1.4). This module does the same with the standard
 library only, and names each part the way cloud-init does: its attachment's
 file name, else ``part-NNN``.
@@ -22,7 +23,7 @@ import gzip
 import io
 import re
 import zlib
-from typing import List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 #: The most bytes any layer may expand to (a gzip bomb ends here).
 MAX_BYTES = 16 * 1024 * 1024
@@ -92,10 +93,13 @@ class UserData:
     size: int  # bytes as EC2 stores them (after base64)
 
 
-def read(raw: bytes, ec2_decodes_base64: bool = True) -> UserData:
+def read(raw: bytes, ec2_decodes_base64: bool = True,
+         load_yaml: Optional[Callable[[str], Any]] = None) -> UserData:
     """``raw`` as cloud-init reads it. ``ec2_decodes_base64``: the bytes are
     what is handed to EC2 (a file), not what cloud-init got (the instance's
-    ``user-data.txt``, where base64 is left as text, as cloud-init leaves it)."""
+    ``user-data.txt``, where base64 is left as text, as cloud-init leaves it).
+    ``load_yaml``: how to read a ``#cloud-config-archive`` (YAML) to expand it
+    into its parts, as cloud-init does; without it an archive stays one part."""
     layers: List[str] = []
     problems: List[str] = []
     data = raw
@@ -121,10 +125,11 @@ def read(raw: bytes, ec2_decodes_base64: bool = True) -> UserData:
             problems.append(f"MIME multipart: not UTF-8 (byte {exc.start})")
             return UserData(tuple(layers), (), tuple(problems), size)
         layers.append("MIME multipart")
-        parts = _parts(message, problems)
+        parts = _parts(message, problems, load_yaml)
     else:
         text = data.decode("utf-8", "surrogateescape")
-        parts = [Part("part-001", sniff(text) or NOT_MULTIPART, text)]
+        parts = []
+        _add(parts, Part("part-001", sniff(text) or NOT_MULTIPART, text), load_yaml, problems)
         if data.lstrip()[:13].lower().startswith(b"content-type:"):
             problems.append("looks like MIME but has no MIME-Version header in its first "
                             "4096 bytes: cloud-init reads it as one unknown part")
@@ -169,7 +174,8 @@ def _gunzip(data: bytes) -> Tuple[Optional[bytes], str]:
     return out, ""
 
 
-def _parts(message: email.message.Message, problems: List[str]) -> List[Part]:
+def _parts(message: email.message.Message, problems: List[str],
+           load_yaml: Optional[Callable[[str], Any]]) -> List[Part]:
     parts: List[Part] = []
     for part in message.walk():
         if part.get_content_maintype().lower() == "multipart":
@@ -187,8 +193,39 @@ def _parts(message: email.message.Message, problems: List[str]) -> List[Part]:
         text = payload.decode("utf-8", "surrogateescape")
         kind = (sniff(text) if declared in _SNIFFED else None) or declared
         merge_type = str(part.get("Merge-Type") or part.get("X-Merge-Type") or "")
-        parts.append(Part(name, kind, text, merge_type))
+        _add(parts, Part(name, kind, text, merge_type), load_yaml, problems)
     return parts
+
+
+def _add(parts: List[Part], part: Part, load_yaml: Optional[Callable[[str], Any]],
+         problems: List[str]) -> None:
+    """Append ``part``, or the entries of an archive in its place
+    (user_data._explode_archive: each a string or a mapping of content, type
+    and filename; the type defaults by the first line, else cloud-config)."""
+    if part.content_type != ARCHIVE or load_yaml is None:
+        parts.append(part)
+        return
+    try:
+        entries = load_yaml(part.text)
+    except Exception as exc:  # cloud-init reads an unreadable archive as empty
+        problems.append(f"{part.name}: cloud-config archive not read, cloud-init skips it: "
+                        f"{exc}")
+        return
+    if not isinstance(entries, list):
+        problems.append(f"{part.name}: a cloud-config archive must be a YAML list; "
+                        "cloud-init skips it")
+        return
+    for entry in entries:
+        if isinstance(entry, str):
+            entry = {"content": entry}
+        if not isinstance(entry, dict):
+            continue  # cloud-init skips such an entry too
+        content = entry.get("content", "")
+        text = content.decode("utf-8", "surrogateescape") if isinstance(content, bytes) \
+            else str(content)
+        kind = str(entry.get("type") or sniff(text) or CLOUD_CONFIG)
+        name = str(entry.get("filename") or f"part-{len(parts) + 1:03d}")
+        parts.append(Part(name, kind, text, str(entry.get("Merge-Type") or "")))
 
 
 def _payload(part: email.message.Message) -> bytes:
