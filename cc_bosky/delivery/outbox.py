@@ -133,8 +133,8 @@ def flush_target(record: Record, region: Optional[str] = None,
     unless ``region`` is asked for explicitly (``bosky flush --region``); a
     bus named by ARN always lives in the ARN's region, as when sending.
     """
-    return (bus_region(record.event.event_bus) or region or record.region,
-            endpoint_url or record.endpoint_url)
+    bus = getattr(record.event, "event_bus", None)  # what is spooled may not be an event
+    return bus_region(bus) or region or record.region, endpoint_url or record.endpoint_url
 
 
 def flush(spool: Spool, environ: Mapping[str, str], budget: float,

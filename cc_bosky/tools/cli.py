@@ -271,7 +271,7 @@ def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
 
     spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
     report = flush(spool, environ, args.timeout or settings.send_timeout, settings.endpoint_url,
-                   args.region)
+                   region=args.region)
     if report.busy:
         _err("another bosky is flushing the spool; try again shortly")
         return EXIT_NOT_DELIVERED
