@@ -20,6 +20,7 @@ import random
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..arns import bus_region
 from ..event import Event, fit
 from .sender import Outcome, Target, put_events
 from .spool import Record, Spool, SpoolError
@@ -121,13 +122,26 @@ def with_dropped(event: Event, count: int) -> Event:
     return fit(dataclasses.replace(event, detail=detail))
 
 
-def flush(spool: Spool, environ: Mapping[str, str], budget: float,
-          endpoint_url: Optional[str] = None) -> FlushReport:
-    """One pass over the spool: send every record, keep what failed.
+def flush_target(record: Record, region: Optional[str] = None,
+                 endpoint_url: Optional[str] = None) -> Tuple[str, Optional[str]]:
+    """Where a flush sends ``record``: (region, endpoint).
 
-    Each record goes to the region and endpoint it was meant for, unless
-    ``endpoint_url`` is configured now: a fixed endpoint must reach old events.
-    Records another live bosky is sending right now are left to it.
+    The endpoint configured now wins over the one stored with the event: it
+    is how this machine reaches EventBridge, and fixing a wrong one must
+    reach old events. The region stored with the event wins over the
+    configured one (a shell's default region says nothing about old events)
+    unless ``region`` is asked for explicitly (``bosky flush --region``); a
+    bus named by ARN always lives in the ARN's region, as when sending.
+    """
+    bus = getattr(record.event, "event_bus", None)  # what is spooled may not be an event
+    return bus_region(bus) or region or record.region, endpoint_url or record.endpoint_url
+
+
+def flush(spool: Spool, environ: Mapping[str, str], budget: float,
+          endpoint_url: Optional[str] = None, region: Optional[str] = None) -> FlushReport:
+    """One pass over the spool: send every record, keep what failed, each to
+    its :func:`flush_target`. Records another live bosky is sending right now
+    are left to it.
     """
     report = FlushReport()
     start = time.monotonic()
@@ -141,14 +155,14 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
         ready = [r for r in records if not r.in_flight]
         dropped = spool.dropped()
         carrier = ready[0] if dropped and ready else None
-        for (region, endpoint), group in _by_target(ready).items():
+        for (to_region, endpoint), group in _by_target(ready, region, endpoint_url).items():
             remaining = budget - (time.monotonic() - start)
             if remaining <= 0:
                 break
             outcomes = put_events(
                 [(with_dropped(r.event, dropped) if r is carrier else r.event).entry()
                  for r in group],
-                Target(region, endpoint_url or endpoint, remaining), environ)
+                Target(to_region, endpoint, remaining), environ)
             for record, outcome in zip(group, outcomes):
                 _settle(spool, record, outcome, report)
                 if record is carrier and outcome.delivered:
@@ -174,10 +188,11 @@ def _settle(spool: Spool, record: Record, outcome: Outcome, report: FlushReport)
         report.last_error = outcome.reason()
 
 
-def _by_target(records: Sequence[Record]) -> Dict[Tuple[str, Optional[str]], List[Record]]:
+def _by_target(records: Sequence[Record], region: Optional[str],
+               endpoint_url: Optional[str]) -> Dict[Tuple[str, Optional[str]], List[Record]]:
     groups: Dict[Tuple[str, Optional[str]], List[Record]] = {}
     for record in records:
-        groups.setdefault((record.region, record.endpoint_url), []).append(record)
+        groups.setdefault(flush_target(record, region, endpoint_url), []).append(record)
     return groups
 
 
