@@ -233,6 +233,9 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> Tuple[int, str, str]
     return code, out.getvalue(), err.getvalue()
 
 
+VALID_PREFIX = ": valid ("
+
+
 def assert_one_line_error(err: str) -> str:
     assert err.endswith("\n") and err.count("\n") == 1, err
     assert err.startswith("bosky: ")
@@ -414,14 +417,17 @@ def test_a_stanza_with_a_typo_keeps_the_rest(workdir: Path) -> None:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=_CONFIG_FILES)
-def test_bosky_schema_on_any_cloud_config_file_is_valid_or_one_line(workdir: Path,
-                                                                   raw: bytes) -> None:
+def test_bosky_schema_on_any_cloud_config_file_is_valid_or_one_line_per_problem(
+        workdir: Path, raw: bytes) -> None:
     path = workdir / "user-data.yaml"
     path.write_bytes(b"#cloud-config\nbosky:\n" + b"".join(
         b"  " + line + b"\n" for line in raw.splitlines()) if raw[:1].isalpha() else raw)
     code, out, err = run(["schema", str(path)], {})
     assert code in (0, 2), err
+    assert "Traceback" not in err
+    assert all(line.startswith("bosky: ") for line in err.splitlines()), err
+    problems = [line for line in err.splitlines() if not line.startswith("bosky: warning: ")]
     if code == 2:
-        assert_one_line_error(err)
+        assert problems and VALID_PREFIX not in out, (out, err)
     else:
-        assert out.startswith(f"{path}: valid")
+        assert problems == [] and f"{path}: valid" in out

@@ -9,7 +9,9 @@ IMDS disabled and its spool in a temporary directory: nothing is ever sent.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import gzip
 import io
 import json
 import os
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import unicodedata
+from email import encoders
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
 from unittest import mock
@@ -139,6 +142,83 @@ def test_any_arguments_to_a_subcommand_end_in_one_line_at_most(workdir: Path, fi
     code, out, err = run([first, *argv], bosky_env(workdir))
     assert_well_behaved(code, out, err)
     assert "internal error" not in err
+
+
+# -- user data for `bosky schema` -----------------------------------------------
+
+_PREFIXES = ["#cloud-config\n", "#!/bin/sh\n", "## template: jinja\n#cloud-config\n",
+             "#include\n", "#cloud-config-archive\n", "#cloud-boothook\n", "",
+             "Content-Type: multipart/mixed\n\n", "MIME-Version: 1.0\n"]
+_YAMLISH = st.sampled_from(["bosky:\n  project: web\n", "bosky:\n", "bosky: [1]\n",
+                            "bosky:\n  deadline: {{ x }}\n", "{% if %}\n", "{{", "merge_how: 3\n",
+                            "merge_how: 'list(+'\n", "- a\n", ": :\n", "\t\x00\x1b[2J",
+                            "a: &x [*x]\n", "runcmd: [[echo, hi]]\n", "\udcff"])
+_TEXT = st.builds(lambda prefix, body: prefix + "".join(body), st.sampled_from(_PREFIXES),
+                  st.lists(st.one_of(_YAMLISH, st.text(_ANY_CHAR, max_size=30)), max_size=5))
+_KINDS = ["cloud-config", "x-shellscript", "jinja2", "plain", "x-gzip", "cloud-config-jsonp",
+          "x-include-url", "bogus"]
+
+
+def _mime(parts: List[Tuple[str, str, str, bool]]) -> bytes:
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.nonmultipart import MIMENonMultipart
+
+    message = MIMEMultipart(boundary="==bosky-property==")  # base64 parts never contain it
+    for kind, text, filename, zipped in parts:
+        main = "application" if kind == "x-gzip" else "text"
+        part = MIMENonMultipart(main, kind)
+        raw = text.encode("utf-8", "surrogatepass")
+        part.set_payload(gzip.compress(raw) if zipped or kind == "x-gzip" else raw)
+        encoders.encode_base64(part)
+        if filename:
+            part.add_header("Content-Disposition", "attachment", filename=filename)
+        message.attach(part)
+    return message.as_bytes()
+
+
+_MIME = st.builds(_mime, st.lists(st.tuples(st.sampled_from(_KINDS), _TEXT,
+                                            st.text(_ANY_CHAR, max_size=12), st.booleans()),
+                                  max_size=4))
+_LAYERS = st.lists(st.sampled_from(["gzip", "base64", "truncate"]), max_size=3)
+
+
+def _wrapped(blob: bytes, layers: List[str]) -> bytes:
+    for layer in layers:
+        blob = gzip.compress(blob) if layer == "gzip" else base64.b64encode(blob) \
+            if layer == "base64" else blob[: len(blob) // 2]
+    return blob
+
+
+_USER_DATA = st.one_of(
+    st.binary(max_size=300),
+    st.builds(_wrapped, st.one_of(_TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")),
+                                  _MIME), _LAYERS),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blob=_USER_DATA, instance=st.booleans())
+def test_any_user_data_ends_in_a_report_or_one_line_never_a_traceback(
+        workdir: Path, blob: bytes, instance: bool) -> None:
+    """Whatever a file holds, `bosky schema` ends in exit 0 or 2: a report on
+    stdout and one `bosky: ` line per problem or warning on stderr."""
+    if instance:  # the same reader, as cloud-init got the bytes
+        cloud = workdir / "root/var/lib/cloud/instances/i-1"
+        cloud.mkdir(parents=True, exist_ok=True)
+        (cloud / "user-data.txt").write_bytes(blob)
+        argv = ["schema", "--instance", "--root", str(workdir / "root")]
+    else:
+        (workdir / "user-data").write_bytes(blob)
+        argv = ["schema", str(workdir / "user-data")]
+    code, out, err = run(argv, bosky_env(workdir))
+    assert code in (0, 2), (code, err)
+    assert "Traceback" not in out + err and "internal error" not in err, err
+    lines = err.splitlines()
+    assert all(line.startswith("bosky: ") and not unsafe_chars(line) for line in lines), err
+    assert not unsafe_chars(out.replace("\n", "")), out
+    problems = [line for line in lines if not line.startswith("bosky: warning: ")]
+    assert bool(problems) == (code == 2), err
+    note_event(f"exit {code}")
 
 
 @pytest.mark.parametrize("argv, needle", [

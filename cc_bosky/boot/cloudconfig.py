@@ -5,22 +5,28 @@ cloud-init validates user data against a schema with
 (from 23.4 that warning makes the boot "degraded"; canonical/cloud-init#5558:
 custom modules cannot register keys). Here the schema is extended with
 bosky's stanza, to check a file (``bosky schema FILE``) and to tell whether a
-boot's schema warning was about nothing but the ``bosky`` key.
+boot's schema warning was about nothing but the ``bosky`` key. ``merge``
+combines cloud-config parts with cloud-init's own mergers, for
+``bosky schema`` on multipart user data.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 from functools import cache
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import config, schemas
 from ..errors import ConfigError
 
 _SCHEMA_WARNING = re.compile(r"schema|invalid cloud-config", re.IGNORECASE)
 _CLOUD_CONFIG_FILES = ("cloud-config.txt", "vendor-cloud-config.txt", "vendor2-cloud-config.txt")
+#: cloud-init's merge when a part names none (handlers/cloud_config.py, 20.4.1 to 25.1.4):
+#: a later part's top-level key replaces an earlier part's whole.
+DEFAULT_MERGE = "dict(replace)+list()+str()"
 
 
 def stanza_schema() -> Dict[str, Any]:
@@ -70,6 +76,52 @@ def _validate(cloud_config: Dict[str, Any], schema: Dict[str, Any]) -> List[str]
         except SchemaValidationError as exc:
             return [f"{path or '(top level)'}: {msg}" for path, msg in exc.schema_errors]
         return []
+
+
+@dataclasses.dataclass(frozen=True)
+class MergedPart:
+    """What merging one cloud-config part did."""
+
+    name: str
+    problem: str = ""  # why cloud-init skips the part ("" when merged)
+    replaced: Tuple[str, ...] = ()  # top-level mappings and lists of earlier parts it replaced
+
+
+def merge(parts: Sequence[Tuple[str, Mapping[str, Any], str]]
+          ) -> Tuple[Dict[str, Any], List[MergedPart], bool]:
+    """Merge (name, cloud-config, Merge-Type header) parts in order, as
+    cloud-init's cloud-config handler does: each part's ``merge_how`` (or
+    ``merge_type``), else its header, else :data:`DEFAULT_MERGE`. Returns the
+    merged config, what happened to each part, and whether cloud-init's own
+    mergers did it (without cloud-init only the default merge can be applied;
+    a part asking for another one is reported as not merged)."""
+    try:
+        from cloudinit import mergers
+    except ImportError:
+        mergers = None
+    merged: Dict[str, Any] = {}
+    report: List[MergedPart] = []
+    for name, part, header in parts:
+        payload = copy.deepcopy(dict(part))
+        try:
+            if mergers is None:
+                if payload.pop("merge_how", payload.pop("merge_type", None)) or header:
+                    raise ValueError("merge_how/Merge-Type needs cloud-init's mergers "
+                                     "(not installed for this Python)")
+                result = {**merged, **payload}
+            else:
+                how = mergers.dict_extract_mergers(payload) + \
+                    mergers.string_extract_mergers(header)
+                merger = mergers.construct(how or mergers.string_extract_mergers(DEFAULT_MERGE))
+                result = merger.merge(merged, payload)
+        except Exception as exc:  # cloud-init logs it and leaves the part out
+            report.append(MergedPart(name, f"not merged, cloud-init skips it: {exc}"))
+            continue
+        replaced = tuple(k for k, v in merged.items() if isinstance(v, (dict, list))
+                         and k in payload and result.get(k) == payload[k] != v)
+        report.append(MergedPart(name, replaced=replaced))
+        merged = result
+    return merged, report, mergers is not None
 
 
 def is_only_bosky_schema_warning(level: str, message: str, cloud_data_dir: str) -> bool:

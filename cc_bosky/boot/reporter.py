@@ -256,7 +256,7 @@ class Reporter:
         from ..delivery.outbox import flush
 
         return flush(self.spool, self.environ, budget, self.settings.endpoint_url,
-                     self.settings.endpoints())
+                     action_endpoints=self.settings.endpoints())
 
     def _flush_window(self) -> None:
         from ..delivery.outbox import flush_for
@@ -265,7 +265,7 @@ class Reporter:
             return
         report = flush_for(self.spool, self.environ, self.settings.flush_window,
                            self.settings.send_timeout, self.settings.endpoint_url,
-                           self.settings.endpoints())
+                           action_endpoints=self.settings.endpoints())
         if report.remaining:
             LOG.warning("%d event(s) still spooled after the flush window (%s); the next boot "
                         "or 'bosky flush' retries them", report.remaining, report.last_error)

@@ -92,8 +92,11 @@ def reporter_running(run_dir: str) -> bool:
     return False
 
 
-def describe(settings: Settings) -> Dict[str, Any]:
-    """What ``bosky status`` shows: this boot's verdict, the reporter, the spool."""
+def describe(settings: Settings, region: Optional[str] = None) -> Dict[str, Any]:
+    """What ``bosky status`` shows: this boot's verdict, the reporter, the spool,
+    and where ``bosky flush`` with the same settings (and ``--region``) would
+    send each spooled event."""
+    from ..delivery.outbox import flush_target
     from ..delivery.spool import Spool
 
     spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
@@ -118,6 +121,9 @@ def describe(settings: Settings) -> Dict[str, Any]:
                     "Attempts": r.attempts,
                     "LastError": r.last_error,
                     "InFlight": r.in_flight,
+                    "SendsTo": dict(zip(("Region", "EndpointUrl"),
+                                        flush_target(r, region, settings.endpoint_url,
+                                                     settings.endpoints()))),
                 }
                 for r in status.records
             ],

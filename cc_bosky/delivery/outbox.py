@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..arns import bus_region
 from ..event import Event, fit
 from .action import DONE, GONE, REJECTED, RETRY, Action
 from .sender import Outcome, Target, call, put_events
@@ -172,15 +173,33 @@ def with_dropped(event: Event, count: int) -> Event:
     return fit(dataclasses.replace(event, detail=detail))
 
 
-def flush(spool: Spool, environ: Mapping[str, str], budget: float,
-          endpoint_url: Optional[str] = None,
-          action_endpoints: Optional[Mapping[str, Optional[str]]] = None) -> FlushReport:
-    """One pass over the spool: send every record, keep what failed.
+def flush_target(record: Record, region: Optional[str] = None,
+                 endpoint_url: Optional[str] = None,
+                 action_endpoints: Optional[Mapping[str, Optional[str]]] = None
+                 ) -> Tuple[str, Optional[str]]:
+    """Where a flush sends ``record``: (region, endpoint).
 
-    Each record goes to the region and endpoint it was meant for, unless an
-    endpoint is configured now (``endpoint_url`` for events,
-    ``action_endpoints`` by service for actions): a fixed endpoint must reach
-    old records. Records another live bosky is sending right now are left to it.
+    The endpoint configured now wins over the one stored with the record
+    (``endpoint_url`` for events, ``action_endpoints`` by service for
+    actions): it is how this machine reaches AWS, and fixing a wrong one must
+    reach old records. The region stored with the record wins over the
+    configured one (a shell's default region says nothing about old events)
+    unless ``region`` is asked for explicitly (``bosky flush --region``); a
+    bus named by ARN always lives in the ARN's region, as when sending.
+    """
+    if isinstance(record.event, Action):
+        configured = (action_endpoints or {}).get(record.event.service)
+        return region or record.region, configured or record.endpoint_url
+    bus = getattr(record.event, "event_bus", None)  # what is spooled may not be an event
+    return bus_region(bus) or region or record.region, endpoint_url or record.endpoint_url
+
+
+def flush(spool: Spool, environ: Mapping[str, str], budget: float,
+          endpoint_url: Optional[str] = None, region: Optional[str] = None,
+          action_endpoints: Optional[Mapping[str, Optional[str]]] = None) -> FlushReport:
+    """One pass over the spool: send every record, keep what failed, each to
+    its :func:`flush_target`. Records another live bosky is sending right now
+    are left to it.
     """
     report = FlushReport()
     start = time.monotonic()
@@ -198,17 +217,17 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
         actions = [r for r in records if not r.in_flight and isinstance(r.event, Action)]
         side = FlushReport()
         worker = threading.Thread(target=_flush_actions, daemon=True, args=(
-            spool, actions, environ, start + budget, action_endpoints or {}, side))
+            spool, actions, environ, start + budget, region, action_endpoints or {}, side))
         if actions:
             worker.start()
-        for (region, endpoint), group in _by_target(ready).items():
+        for (to_region, endpoint), group in _by_target(ready, region, endpoint_url).items():
             remaining = budget - (time.monotonic() - start)
             if remaining <= 0:
                 break
             outcomes = put_events(
                 [(with_dropped(e, dropped) if r is carrier else e).entry()
                  for r, e in _events(group)],
-                Target(region, endpoint_url or endpoint, remaining), environ)
+                Target(to_region, endpoint, remaining), environ)
             for record, outcome in zip(group, outcomes):
                 _settle(spool, record, outcome, report)
                 if record is carrier and outcome.delivered:
@@ -231,15 +250,15 @@ def _events(records: Sequence[Record]) -> List[Tuple[Record, Event]]:
 
 
 def _flush_actions(spool: Spool, records: Sequence[Record], environ: Mapping[str, str],
-                   deadline: float, endpoints: Mapping[str, Optional[str]],
-                   report: FlushReport) -> None:
+                   deadline: float, region: Optional[str],
+                   endpoints: Mapping[str, Optional[str]], report: FlushReport) -> None:
     for record in records:
         action = record.event
         remaining = deadline - time.monotonic()
         if not isinstance(action, Action) or remaining <= 0:
             continue
-        target = Target(record.region, endpoints.get(action.service) or record.endpoint_url,
-                        remaining, action.service)
+        to_region, endpoint = flush_target(record, region, None, endpoints)
+        target = Target(to_region, endpoint, remaining, action.service)
         outcome = call(action.operation, action.params, target, environ)
         _log_action(action, outcome, action.settle(outcome), record.attempts)
         _settle(spool, record, outcome, report)
@@ -269,10 +288,11 @@ def _settle(spool: Spool, record: Record, outcome: Outcome, report: FlushReport)
         report.last_error = outcome.reason()
 
 
-def _by_target(records: Sequence[Record]) -> Dict[Tuple[str, Optional[str]], List[Record]]:
+def _by_target(records: Sequence[Record], region: Optional[str],
+               endpoint_url: Optional[str]) -> Dict[Tuple[str, Optional[str]], List[Record]]:
     groups: Dict[Tuple[str, Optional[str]], List[Record]] = {}
     for record in records:
-        groups.setdefault((record.region, record.endpoint_url), []).append(record)
+        groups.setdefault(flush_target(record, region, endpoint_url), []).append(record)
     return groups
 
 
@@ -294,7 +314,7 @@ def flush_for(
     delivered = rejected = 0
     while True:
         report = flush(spool, environ, max(1.0, min(attempt_budget, end - clock())), endpoint_url,
-                       action_endpoints)
+                       action_endpoints=action_endpoints)
         delivered += report.delivered
         rejected += report.rejected
         if (report.remaining == 0 and not report.busy) or clock() >= end:

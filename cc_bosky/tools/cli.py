@@ -13,7 +13,7 @@ import json
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
 
 from .. import config
 from ..errors import EXIT_NOT_DELIVERED, EXIT_OK, EXIT_USAGE, BoskyError, UsageError
@@ -56,11 +56,10 @@ def _event_parser() -> _Parser:
                    help="the event's Message; '-' reads it from standard input")
     p.add_argument("--project", help="event Source (env BOSKY_PROJECT; default 'unknown')")
     p.add_argument("--instance-id", help="instance id (env BOSKY_INSTANCE_ID; default: looked up)")
-    p.add_argument("--region", help="region of the event bus (env AWS_REGION)")
+    _connection_flags(p, "region of the event bus (env AWS_REGION)",
+                      "EventBridge endpoint (env AWS_ENDPOINT_URL_EVENTBRIDGE, "
+                      "AWS_ENDPOINT_URL_EVENTS)")
     p.add_argument("--event-bus", help="event bus name or ARN (default: the default bus)")
-    p.add_argument("--endpoint-url",
-                   help="EventBridge endpoint (env AWS_ENDPOINT_URL_EVENTBRIDGE, "
-                   "AWS_ENDPOINT_URL_EVENTS)")
     p.add_argument("--detail-type", help="event DetailType (default 'User Data')")
     p.add_argument("--timeout", type=float, dest="send_timeout", metavar="SECONDS",
                    help="give up sending after this long (default 30)")
@@ -87,6 +86,12 @@ def _event_parser() -> _Parser:
     p.add_argument("--version", action="version", version=f"bosky {__version__}")
     p.add_argument("--debug", action="store_true", help="show details of failures")
     return p
+
+
+def _connection_flags(p: argparse.ArgumentParser, region_help: str, endpoint_help: str) -> None:
+    """--region and --endpoint-url: the same names, checks and meaning on every subcommand."""
+    p.add_argument("--region", help=region_help)
+    p.add_argument("--endpoint-url", help=endpoint_help)
 
 
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
@@ -287,18 +292,33 @@ def _sub_parser(name: str, description: str) -> _Parser:
     return p
 
 
+#: Which wins for a spooled event, said by flush --help and status --help.
+_FLUSH_REGION = "region to send spooled events to, instead of the one stored with each " \
+    "(a bus named by ARN keeps its ARN's region)"
+_FLUSH_ENDPOINT = "endpoint to send spooled events through, instead of the one stored with " \
+    "each (also env AWS_ENDPOINT_URL_EVENTBRIDGE, AWS_ENDPOINT_URL_EVENTS, or the config file)"
+
+
+def _spool_settings(p: _Parser, argv: List[str],
+                    environ: Mapping[str, str]) -> Tuple[argparse.Namespace, config.Settings]:
+    """Parse a spool subcommand's arguments; settings with the connection flags checked."""
+    _connection_flags(p, _FLUSH_REGION, _FLUSH_ENDPOINT)
+    args = p.parse_args(argv)
+    flags = {"region": args.region, "endpoint_url": args.endpoint_url}
+    return args, config.resolve(flags, environ, args.config)
+
+
 def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
     p = _sub_parser("flush", "Send every spooled event now.")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="give up after this long (default: send_timeout)")
-    args = p.parse_args(argv)
-    settings = config.resolve({}, environ, args.config)
+    args, settings = _spool_settings(p, argv, environ)
     from ..delivery.outbox import flush
     from ..delivery.spool import Spool
 
     spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
     report = flush(spool, environ, args.timeout or settings.send_timeout, settings.endpoint_url,
-                   settings.endpoints())
+                   region=args.region, action_endpoints=settings.endpoints())
     if report.busy:
         _err("another bosky is flushing the spool; try again shortly")
         return EXIT_NOT_DELIVERED
@@ -315,11 +335,10 @@ def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
 def status_command(argv: List[str], environ: Mapping[str, str]) -> int:
     p = _sub_parser("status", "Show this boot's verdict and what waits in the spool.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    args = p.parse_args(argv)
-    settings = config.resolve({}, environ, args.config)
+    args, settings = _spool_settings(p, argv, environ)
     from ..boot.state import describe
 
-    report = describe(settings)
+    report = describe(settings, args.region)
     if args.json:
         print(safe_json(report))
     else:
@@ -349,7 +368,8 @@ def render_status(report: Mapping[str, Any]) -> str:
     for item in spool["events"]:
         lines.append(printable(
             f"  {item['EventId']} {_kind(item)}{item['Status']} age {item['AgeSeconds']:.0f}s, "
-            f"{item['Attempts']} attempt(s), last error: {item['LastError'] or '-'}"))
+            f"{item['Attempts']} attempt(s), last error: {item['LastError'] or '-'}; "
+            f"flush sends it to {_target(item['SendsTo'])}"))
     for path in spool["corrupt"]:
         lines.append(printable(f"  corrupt (set aside, not sent): {path}"))
     for path in spool["rejected"]:
@@ -361,6 +381,12 @@ def _kind(item: Mapping[str, Any]) -> str:
     """'' for an event (as before); the kind of an action, e.g. 'lifecycle '."""
     kind = str(item.get("Kind") or "event")
     return "" if kind == "event" else f"{kind} "
+
+
+def _target(sends_to: Mapping[str, Any]) -> str:
+    endpoint = sends_to["EndpointUrl"]
+    return f"{sends_to['Region']} via {endpoint}" if endpoint else \
+        f"{sends_to['Region']} (regional endpoint)"
 
 
 def _lazy(module: str, function: str) -> Callable[[List[str], Mapping[str, str]], int]:

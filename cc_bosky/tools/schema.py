@@ -1,43 +1,283 @@
-"""``bosky schema FILE``: check a cloud-config file before it ships, bosky's stanza included."""
+"""``bosky schema FILE``: check user data before it ships, as cloud-init will read it.
+
+The file is read like EC2 and cloud-init read user data (tools/userdata.py:
+base64, gzip, MIME multipart); each cloud-config part is validated against
+cloud-init's schema extended with bosky's stanza, then the parts are merged
+the way cloud-init merges them and the merged config is validated too.
+Scripts and other parts are listed, not validated. The report goes to
+stdout; each problem is one line on stderr; exit 0 valid, 2 invalid.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import re
 import sys
-from typing import List, Mapping
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .. import config
-from ..boot.cloudconfig import problems
-from ..errors import EXIT_OK, ConfigError, UsageError
+from ..boot.cloudconfig import merge, problems
+from ..errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError
+from ..text import printable
+from . import userdata
 from .cli import _Parser
+
+#: Where cloud-init keeps the user data it was given (root only, 0600).
+INSTANCE_USER_DATA = "/var/lib/cloud/instance/user-data.txt"
+MAX_FILE = 16 * 1024 * 1024
+_WITH_CLOUD_INIT = "cloud-init's schema with bosky's stanza"
+_WITHOUT_CLOUD_INIT = "bosky's stanza only (cloud-init is not installed for this Python)"
+# Offline a template is checked with each expression standing for a value.
+_PLACEHOLDER = "__jinja__"
+_JINJA_EXPRESSION = re.compile(r"\{\{.*?\}\}", re.S)
+_JINJA_STATEMENT_LINE = re.compile(r"^[ \t]*\{%.*?%\}[ \t]*\n?", re.M | re.S)
+_JINJA_STATEMENT_OR_COMMENT = re.compile(r"\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+@dataclasses.dataclass
+class Report:
+    """What ``bosky schema`` says: lines for stdout, problems and warnings for stderr."""
+
+    lines: List[str] = dataclasses.field(default_factory=list)
+    problems: List[str] = dataclasses.field(default_factory=list)
+    warnings: List[str] = dataclasses.field(default_factory=list)
+    merged: Optional[Dict[str, Any]] = None
 
 
 def schema_command(argv: List[str], environ: Mapping[str, str]) -> int:
-    """``bosky schema FILE``: check a cloud-config file, bosky's stanza included."""
-    p = _Parser(prog="bosky schema", description="Validate a cloud-config file against "
-                "cloud-init's schema extended with bosky's stanza.")
-    p.add_argument("file", help="a #cloud-config file, or a /etc/cloud/cloud.cfg.d/ file")
+    """``bosky schema FILE`` or ``bosky schema --instance``."""
+    p = _Parser(prog="bosky schema", description="Validate user data (#cloud-config, MIME "
+                "multipart, gzip, base64, jinja templates) or a cloud.cfg.d file against "
+                "cloud-init's schema extended with bosky's stanza, reading it as cloud-init does.")
+    p.add_argument("file", nargs="?", help="user data as handed to EC2, or a "
+                   "/etc/cloud/cloud.cfg.d/ file")
+    p.add_argument("--instance", action="store_true",
+                   help=f"check this instance's own user data ({INSTANCE_USER_DATA}; root only)")
+    p.add_argument("--root", metavar="DIR", default="/",
+                   help="with --instance: the instance's file system is under DIR")
+    p.add_argument("--merged", action="store_true",
+                   help="print the merged cloud-config (as cloud-init merges the parts) "
+                   "instead of the report")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.instance == bool(args.file):
+        raise UsageError("give a FILE or --instance, not both or neither "
+                         "(see 'bosky schema --help')")
+    path = instance_user_data(args.root) if args.instance else args.file
+    report = check(_read(path, args.instance), path, ec2_decodes_base64=not args.instance)
+    if args.merged:
+        import yaml
+
+        print("#cloud-config\n" + yaml.safe_dump(report.merged or {}, sort_keys=False), end="")
+    else:
+        for line in report.lines:
+            print(printable(line))
+    for warning in report.warnings:
+        print(f"bosky: warning: {printable(warning)}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"bosky: {printable(problem)}", file=sys.stderr)
+    return EXIT_USAGE if report.problems else EXIT_OK
+
+
+def instance_user_data(root: str) -> str:
+    """user-data.txt under ``root``; cloud-init's ``instance`` link is
+    absolute, so it is followed within ``root``."""
+    cloud_dir = os.path.join(root, "var/lib/cloud")
+    link = os.path.join(cloud_dir, "instance")
     try:
-        with open(args.file, "rb") as f:
-            raw = f.read(16 * 1024 * 1024)
+        target = os.readlink(link)
+    except OSError:  # not a link (or absent: the read says so)
+        return os.path.join(link, "user-data.txt")
+    if os.path.isabs(target):
+        return os.path.join(root, target.lstrip("/"), "user-data.txt")
+    return os.path.join(cloud_dir, target, "user-data.txt")
+
+
+def _read(path: str, instance: bool) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE)
+    except PermissionError:
+        hint = " (only root can read it: sudo bosky schema --instance)" if instance else ""
+        raise UsageError(f"cannot read {path}: permission denied{hint}") from None
     except OSError as exc:
-        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+        hint = " (no user data, or cloud-init has not run)" if instance else ""
+        raise UsageError(f"cannot read {path}: {exc.strerror}{hint}") from None
     except ValueError:  # a NUL or an unencodable character in the path
-        raise UsageError(f"cannot read {args.file!r}: not a valid path") from None
-    data = config.parse_yaml(raw, args.file)
-    if "bosky" in data and data["bosky"] is None:
-        data["bosky"] = {}  # `bosky:` with nothing under it: the boot reads it as {}
-    found, with_cloud_init = problems(data)
-    if found:
-        raise ConfigError(f"{args.file}: " + "; ".join(found))
-    scope = "cloud-init's schema with bosky's stanza" if with_cloud_init else \
-        "bosky's stanza only (cloud-init is not installed for this Python)"
-    print(f"{args.file}: valid ({scope})")
-    if "bosky" not in data:
+        raise UsageError(f"cannot read {path!r}: not a valid path") from None
+
+
+def check(raw: bytes, label: str, ec2_decodes_base64: bool = True) -> Report:
+    """The report on ``raw``, named ``label`` in every line."""
+    report = Report()
+    data = userdata.read(raw, ec2_decodes_base64, _load_archive)
+    report.problems += [f"{label}: {p}" for p in data.problems]
+    parts = list(data.parts)
+    # One #cloud-config document: one line, as for any YAML file.
+    plain = not data.layers and len(parts) == 1 and parts[0].content_type in (
+        userdata.CLOUD_CONFIG, userdata.NOT_MULTIPART)
+    if plain and parts[0].content_type == userdata.NOT_MULTIPART:
+        if report.problems:  # what the reader found says it all
+            report.lines.append(f"{label}: not user data cloud-init reads")
+            return report
+        return _drop_in(raw, label, report)
+    if not plain:
+        count = f"{len(parts)} part" + ("" if len(parts) == 1 else "s")
+        report.lines.append(f"{label}: {', '.join((*data.layers, count))}")
+    found: List[Tuple[str, Dict[str, Any], str]] = []
+    for part in parts:
+        origin = label if plain else f"{label}: {part.name}"
+        summary, document = _check_part(part, origin, report)
+        report.lines.append(f"{label}: {summary}" if plain else
+                            f"  {part.name} ({part.content_type}): {summary}")
+        if document is not None:
+            found.append((part.name, document, part.merge_type))
+    if data.size > userdata.EC2_MAX_BYTES:
+        report.warnings.append(f"{label}: {data.size} bytes: EC2 takes at most "
+                               f"{userdata.EC2_MAX_BYTES} bytes of user data (gzip it)")
+    if not found:
+        if not report.problems:
+            report.lines.append(f"{label}: no cloud-config part: nothing to validate")
+            report.warnings.append(f"{label} has no 'bosky' key: the module will not run "
+                                   "with this user data alone")
+        return report
+    _check_merged(found, label, plain, report)
+    return report
+
+
+def _load_archive(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _check_part(part: userdata.Part, origin: str,
+                report: Report) -> Tuple[str, Optional[Dict[str, Any]]]:
+    """(one-line summary, the cloud-config mapping to merge or None)."""
+    if part.content_type == userdata.CLOUD_CONFIG:
+        return _validate(part.text, origin, report)
+    if part.content_type == userdata.JINJA:
+        return _jinja(part, origin, report)
+    what = userdata.HANDLED.get(part.content_type)
+    if what is None:
+        report.warnings.append(f"{origin}: cloud-init has no handler for {part.content_type} "
+                               "and ignores this part")
+        return "ignored by cloud-init", None
+    if part.content_type == userdata.JSON_PATCH:
+        report.warnings.append(f"{origin}: {what}; bosky schema does not check it")
+    return f"{what}; not validated", None
+
+
+def _validate(text: str, origin: str, report: Report,
+              ignore: str = "") -> Tuple[str, Optional[Dict[str, Any]]]:
+    try:
+        document = config.parse_yaml(text.encode("utf-8", "surrogateescape"), origin)
+    except ConfigError as exc:
+        report.problems.append(str(exc) + " (cloud-init skips this part)")
+        return "not valid YAML", None
+    document = _normalized(document)
+    try:
+        found = [f for f in problems(document)[0] if not (ignore and ignore in f)]
+    except RecursionError:  # YAML aliases can make a structure that contains itself
+        report.problems.append(f"{origin}: nested too deep to check (a YAML alias to itself?)")
+        return "not checked", None
+    report.problems += [f"{origin}: {f}" for f in found]
+    return (f"{len(found)} problem(s)" if found else "valid"), document
+
+
+def _normalized(document: Dict[str, Any]) -> Dict[str, Any]:
+    if "bosky" in document and document["bosky"] is None:
+        document["bosky"] = {}  # `bosky:` with nothing under it: the boot reads it as {}
+    return document
+
+
+def _jinja(part: userdata.Part, origin: str,
+           report: Report) -> Tuple[str, Optional[Dict[str, Any]]]:
+    """A template cannot be rendered without the instance's data; its syntax
+    (when jinja2 is importable) and what YAML it has without the template
+    parts can be checked."""
+    body = part.text.split("\n", 1)[1] if "\n" in part.text else ""
+    kind = userdata.sniff(body)
+    syntax = _jinja_syntax(body)
+    if syntax:
+        report.problems.append(f"{origin}: jinja: {syntax} (cloud-init skips this part)")
+        return "a jinja template with a syntax error", None
+    if kind != userdata.CLOUD_CONFIG:
+        what = userdata.HANDLED.get(kind or "", "")
+        if not what:
+            report.warnings.append(f"{origin}: a jinja template whose first line after the "
+                                   "header has no type cloud-init knows: ignored at boot")
+            return "ignored by cloud-init", None
+        return f"a jinja template of {what}; not validated", None
+    report.warnings.append(f"{origin}: a jinja template: cannot be rendered offline; "
+                           "checked with each {{ }} as a placeholder")
+    stripped = _JINJA_STATEMENT_LINE.sub("", body)
+    stripped = _JINJA_STATEMENT_OR_COMMENT.sub("", stripped)
+    stripped = _JINJA_EXPRESSION.sub(_PLACEHOLDER, stripped)
+    summary, document = _validate(stripped, origin, report, ignore=_PLACEHOLDER)
+    return f"jinja template, unrendered: {summary}", document
+
+
+def _jinja_syntax(body: str) -> str:
+    try:
+        import jinja2
+    except ImportError:
+        return ""
+    try:
+        jinja2.Environment(extensions=["jinja2.ext.do"]).parse(body)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"line {exc.lineno + 1}: {str(exc.message).rstrip('.')}"
+    except Exception:  # whatever else jinja2 cannot parse, cloud-init reports at boot
+        return "cannot be parsed"
+    return ""
+
+
+def _check_merged(found: List[Tuple[str, Dict[str, Any], str]], label: str, plain: bool,
+                  report: Report) -> None:
+    merged, parts, with_mergers = merge(found)
+    report.merged = merged
+    for part in parts:
+        if part.problem:
+            report.problems.append(f"{label}: {part.name}: {part.problem}")
+        for key in part.replaced:
+            report.warnings.append(f"{label}: {part.name} replaces the whole '{key}' of an "
+                                   "earlier part (cloud-init's default merge; set merge_how "
+                                   "to combine them)")
+    found_problems, with_cloud_init = problems(merged)
+    found_problems = [f for f in found_problems if _PLACEHOLDER not in f]
+    scope = _WITH_CLOUD_INIT if with_cloud_init else _WITHOUT_CLOUD_INIT
+    # A part's own problem is reported once, under the part's name.
+    seen = list(report.problems)
+    report.problems += [f"{label}: merged: {f}" for f in found_problems
+                        if not any(p.endswith(f": {f}") for p in seen)]
+    verdict = f"{len(found_problems)} problem(s)" if found_problems else f"valid ({scope})"
+    if plain:  # the one line says it all
+        report.lines[-1:] = [f"{label}: {verdict}"]
+    else:
+        names = ", ".join(part.name for part in parts if not part.problem) or "no part"
+        how = "" if with_mergers else ", default merge only"
+        report.lines.append(f"{label}: merged cloud-config of {names}{how}: {verdict}")
+    if "bosky" not in merged:
         # Older cloud-init schemas accept unknown top-level keys, so a typo
         # such as 'boksy:' passes them; without the key the module never runs.
-        print(f"bosky: warning: {args.file} has no 'bosky' key: the module will not run "
-              "with this file alone", file=sys.stderr)
-    return EXIT_OK
+        report.warnings.append(f"{label} has no 'bosky' key: the module will not run with "
+                               "this file alone")
+
+
+def _drop_in(raw: bytes, label: str, report: Report) -> Report:
+    """A file with no user-data type: a /etc/cloud/cloud.cfg.d/ file, which
+    cloud-init reads as plain YAML (as user data it would be ignored)."""
+    try:
+        document = config.parse_yaml(raw, label)
+    except ConfigError as exc:
+        report.problems.append(f"{exc}; and not user data cloud-init knows either (user data "
+                               "starts with '#cloud-config', '#!' or a MIME header)")
+        return report
+    if document:
+        report.warnings.append(f"{label}: read as a /etc/cloud/cloud.cfg.d/ file (no "
+                               "'#cloud-config' first line: as user data cloud-init would "
+                               "ignore it)")
+    _check_merged([(label, _normalized(document), "")], label, True, report)
+    return report
