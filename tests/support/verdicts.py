@@ -54,7 +54,8 @@ def _log(modules: Mapping[str, float]) -> str:
 
 def boot_event(project: str, status: str, *, image: str, instance_type: str,
                instance_id: str, boot_seconds: float, failed: Optional[str] = None,
-               log_tail: Sequence[str] = (), region: str = "us-east-1") -> Event:
+               log_tail: Sequence[str] = (), region: str = "us-east-1",
+               boot_id: Optional[str] = None) -> Event:
     """One boot's verdict event, from records on disk through bosky's own readers."""
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
@@ -79,11 +80,11 @@ def boot_event(project: str, status: str, *, image: str, instance_type: str,
             extra["LogTail"] = list(log_tail)
     identity = {"InstanceId": instance_id, "AccountId": "123456789012", "Region": region,
                 "AvailabilityZone": f"{region}a", "InstanceType": instance_type,
-                "ImageId": image}
+                "ImageId": image, **({"BootId": boot_id} if boot_id else {})}
     return make_event(source=project, detail_type="User Data", status=found.status,
                       message=found.message, identity=identity, origin="boot",
                       resources=(f"arn:aws:ec2:{region}:123456789012:instance/{instance_id}",),
-                      extra=extra, event_id=stable_event_id(instance_id, "boot", status))
+                      extra=extra, event_id=stable_event_id(instance_id, boot_id or "-", status))
 
 
 def morning_of_boots(project: str, count: int, seed: int = 7) -> List[Event]:
@@ -107,6 +108,7 @@ def morning_of_boots(project: str, count: int, seed: int = 7) -> List[Event]:
             if status == "fail" else ["app started"]
         events.append(boot_event(project, status, image=image, instance_type=instance_type,
                                  instance_id=f"i-{n:017x}", failed=failed, log_tail=tail,
+                                 boot_id=f"{n:08x}-0000-4000-8000-000000000000",
                                  boot_seconds=round(20 + rng.random() * 40, 2)))
     return events
 
