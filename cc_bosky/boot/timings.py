@@ -31,7 +31,10 @@ import math
 import os
 import re
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+# The verdict's own readers of status.json: one notion of a usable time.
+from .verdict import STAGES, _num, _stage
 
 CLOUD_INIT_LOG = "/var/log/cloud-init.log"
 MAX_MODULES = 10
@@ -54,7 +57,7 @@ _TOOK = re.compile(r" and took (\d{1,9}(?:\.\d{1,9})?) seconds$")
 Timing = Dict[str, Any]
 
 
-def fields(status: Optional[Mapping[str, Any]], log_path: str = CLOUD_INIT_LOG) -> Dict[str, Any]:
+def fields(status: Optional[Dict[str, Any]], log_path: str = CLOUD_INIT_LOG) -> Dict[str, Any]:
     """``BootSeconds`` and ``SlowestModules`` for the verdict, each only if known."""
     out: Dict[str, Any] = {}
     seconds = boot_seconds(status)
@@ -66,10 +69,9 @@ def fields(status: Optional[Mapping[str, Any]], log_path: str = CLOUD_INIT_LOG) 
     return out
 
 
-def boot_seconds(status: Optional[Mapping[str, Any]]) -> Optional[float]:
+def boot_seconds(status: Optional[Dict[str, Any]]) -> Optional[float]:
     """From the earliest stage start to the end of modules-final, or None."""
-    stages = [_stage(status, name) for name in ("init-local", "init", "modules-config",
-                                                "modules-final")]
+    stages = [_stage(status, name) for name in STAGES]
     starts = [t for t in (_num(s.get("start")) for s in stages) if t is not None]
     end = _num(stages[-1].get("finished"))
     if not starts or end is None or end < min(starts):
@@ -158,18 +160,3 @@ def _when(match: re.Match[str]) -> Optional[datetime]:
         return datetime(year, month, day, hour, minute, second, ms * 1000)
     except ValueError:  # 2026-13-45 in a hostile or corrupted line
         return None
-
-
-def _stage(status: Optional[Mapping[str, Any]], name: str) -> Mapping[str, Any]:
-    stage = (status or {}).get(name)
-    return stage if isinstance(stage, dict) else {}
-
-
-def _num(value: Any) -> Optional[float]:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) and number > 0 else None
