@@ -9,9 +9,11 @@ runs it and its report is compared with what was sent.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import socket
+import time
 from collections import Counter
 from typing import Any, Dict, List
 
@@ -202,3 +204,38 @@ def test_any_log_content_gives_a_report_never_a_traceback(messages: List[str]) -
     assert "\x1b" not in text
     json.dumps(report)
     assert report["EventsRead"] == len(messages)
+
+
+@pytest.mark.cloudinit
+def test_real_boots_of_each_release_show_up_in_the_fleet_report(
+        instance: Any, imds: Any, eventbridge: Any, aws_env: Dict[str, str],
+        stack: Dict[str, Any]) -> None:  # noqa: F811
+    """A real cloud-init boot whose user-data script fails, its verdict through the
+    deployed stack into the log group, read by `bosky fleet`."""
+    imds.metadata = dataclasses.replace(imds.metadata, region="us-east-1")
+    env = {"AWS_ENDPOINT_URL_EVENTS": eventbridge.url,
+           "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
+    cfg = {"90_bosky.cfg": f"bosky:\n  project: {stack['project']}\n  flush_window: 10\n"}
+    failing = instance(env=env)
+    failing.boot(user_data="#!/bin/sh\necho 'fetching artifact'\nsleep 1\n"
+                           "echo 'HTTP 404 Not Found' >&2\nexit 1\n",
+                 cloud_cfg_d=cfg, wait_reporter=60)
+    group = stack["outputs"]["LogGroupName"]
+    logs = eventbridge.client("logs")
+    deadline = time.monotonic() + 30
+    while not logs.filter_log_events(logGroupName=group)["events"]:
+        assert time.monotonic() < deadline, "the verdict never reached the log group"
+        time.sleep(0.5)
+    proc = run_bosky(["fleet", "--log-group", group, "--json"],
+                     env={**aws_env, "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": eventbridge.url})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    (row,) = report["Groups"]
+    assert (row["ImageId"], row["InstanceType"]) == (imds.metadata.image_id,
+                                                     imds.metadata.instance_type)
+    assert (row["Boots"], row["Fail"], row["FailPercent"]) == (1, 1, 100.0)
+    assert row["BootSecondsP50"] >= 1.0  # the script slept 1 s in modules-final
+    assert report["FailingModules"] == [{"Module": "scripts_user", "Failures": 1}]
+    (latest,) = report["LatestFailures"]
+    assert latest["InstanceId"] == imds.metadata.instance_id
+    assert latest["LastLogLine"] == "HTTP 404 Not Found"  # not cloud-init's own banner

@@ -33,6 +33,10 @@ OUTCOMES = ("pass", "fail", "degraded", "timeout")
 _TIMEOUT = 10.0  # each HTTP attempt: connect and read
 _SINCE = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# cloud-init's own lines in cloud-init-output.log: stage banners, ci-info
+# tables, and its log records echoed to the console.
+_CLOUD_INIT_LINE = re.compile(r"Cloud-init v\. |ci-info: |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "
+                              r"\S+\[[A-Z]+\]: ")
 _PROGRESS_AFTER = 3  # pages before a terminal shows progress
 # The Detail fields this report reads; their types come from the detail schema.
 FIELDS = ("Status", "Message", "EventId", "Time", "Origin", "InstanceId", "ImageId",
@@ -299,8 +303,11 @@ def percentile(values: List[float], pct: float) -> Optional[float]:
 
 
 def _last_line(tail: Any) -> Optional[str]:
+    """The log tail's last line that is not cloud-init's own (its "finished at"
+    banner, its echoed WARNINGs): what the user's script said last."""
     lines = [line for line in (tail or []) if isinstance(line, str) and line.strip()]
-    return lines[-1] if lines else None
+    own = [line for line in lines if not _CLOUD_INIT_LINE.match(line)]
+    return (own or lines)[-1] if lines else None
 
 
 def _event_time(detail_time: Any, stamp_ms: int) -> float:
