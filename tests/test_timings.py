@@ -124,6 +124,18 @@ def test_cloud_init_25s_own_figure_wins_over_log_timestamps() -> None:
         {"Module": "runcmd", "Stage": "modules-final", "Seconds": 0.497}]
 
 
+def test_cloud_init_26s_duration_suffix_is_read_too() -> None:
+    """26.1 and later end every finish line with "(duration: N.NNNs)" (source of 26.2)."""
+    log = event_lines([("runcmd", 0.5), ("scripts_user", 0.2)])
+    log = log.replace("runcmd ran successfully", "runcmd ran successfully and took 0.497 seconds"
+                      " (duration: 0.497s)")
+    log = log.replace("scripts_user ran successfully", "scripts_user ran successfully"
+                      " (duration: 0.213s)")
+    assert timings.slowest_modules(log) == [
+        {"Module": "runcmd", "Stage": "modules-final", "Seconds": 0.497},
+        {"Module": "scripts_user", "Stage": "modules-final", "Seconds": 0.213}]
+
+
 def test_a_huge_log_without_this_boots_start_in_view_gives_no_field(tmp_path: Path) -> None:
     log = tmp_path / "cloud-init.log"
     log.write_text("x" * (timings.MAX_READ + 10) + "\n" + event_lines([("runcmd", 0.5)]))

@@ -14,8 +14,9 @@ longer carries the ``Cloud-init v. ... running 'init-local'`` banner that
     2026-12-01 21:27:36,602 - handlers.py[DEBUG]: finish: modules-final/config-scripts_user:
         SUCCESS: config-scripts_user ran successfully and took 0.309 seconds
 
-(one line each; "and took N seconds" in 25.1.4, not in 22.4.2 or 20.4.1, measured by a monotonic
-clock; before that only the millisecond log timestamps tell).
+(one line each; "and took N seconds" in 25.1.4, not in 22.4.2 or 20.4.1, and
+from 26.1 " (duration: N.NNNs)" after every finish line, both measured on a
+monotonic clock; before that only the millisecond log timestamps tell).
 
 ``cloudinit.analyze.dump`` parses exactly these lines, but importing it pulls
 in ``cloudinit.util`` (requests, urllib3, distros): 0.2-0.4 s and 22-28 MB of
@@ -52,7 +53,11 @@ _EVENT = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d),(\d{3}) - [^\s\[]+\[[A-Z]+\]: "
     r"(start|finish): ([a-z-]+)(/config-([A-Za-z0-9_-]+))?: ([^\n]*)$",
     re.MULTILINE)
-_TOOK = re.compile(r" and took (\d{1,9}(?:\.\d{1,9})?) seconds$")
+# cloud-init's own figure, measured on a monotonic clock: 25.x ends a module's
+# finish line with "and took N seconds", 26.1 and later every finish line
+# with "(duration: N.NNNs)" (canonical/cloud-init#6552).
+_TOOK = re.compile(r"(?: and took (\d{1,9}(?:\.\d{1,9})?) seconds)?"
+                   r"(?: \(duration: (\d{1,9}(?:\.\d{1,9})?)s\))?$")
 
 Timing = Dict[str, Any]
 
@@ -133,7 +138,8 @@ def _this_boot(log: str) -> List[Timing]:
         if began is None:
             continue
         took = _TOOK.search(rest)
-        seconds = float(took.group(1)) if took else (when - began).total_seconds()
+        figure = took and (took.group(2) or took.group(1))
+        seconds = float(figure) if figure else (when - began).total_seconds()
         if not math.isfinite(seconds) or seconds < 0:
             continue
         done.append({"Module": module[:_MAX_NAME], "Stage": _STAGE_NAMES[stage],
