@@ -37,6 +37,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # tables, and its log records echoed to the console.
 _CLOUD_INIT_LINE = re.compile(r"Cloud-init v\. |ci-info: |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "
                               r"\S+\[[A-Z]+\]: ")
+_MAX_TEXT = 500  # characters of a message or log line kept per boot
 _PROGRESS_AFTER = 3  # pages before a terminal shows progress
 # The Detail fields this report reads; their types come from the detail schema.
 FIELDS = ("Status", "Message", "EventId", "Time", "Origin", "InstanceId", "ImageId",
@@ -211,6 +212,14 @@ def read_detail(message: str) -> Optional[Tuple[str, Dict[str, Any]]]:
             kept[name] = value
     if kept.get("Origin") != "boot" or kept.get("Status") not in OUTCOMES:
         return None
+    # What a boot keeps in memory is bounded (a month of a large fleet is
+    # hundreds of thousands of events): the tail's last line, a clipped message.
+    kept["LastLogLine"] = _last_line(kept.pop("LogTail", None))
+    kept["Message"] = _clip(kept.get("Message", ""), _MAX_TEXT)
+    if isinstance(kept["LastLogLine"], str):
+        kept["LastLogLine"] = _clip(kept["LastLogLine"], _MAX_TEXT)
+    kept["FailedModules"] = [m[:100] for m in kept.get("FailedModules", [])
+                             if isinstance(m, str)][:50]
     return source, kept
 
 
@@ -268,7 +277,7 @@ def _summarise(boots: List[Tuple[str, Dict[str, Any]]], failures: int, read: int
             group["seconds"].append(float(d["BootSeconds"]))
         if d["Status"] in ("fail", "timeout"):
             failed.append((source, d))
-            for module in {m for m in d.get("FailedModules", []) if isinstance(m, str)}:
+            for module in set(d["FailedModules"]):
                 modules[module] = modules.get(module, 0) + 1
     rows = []
     for (source, image, itype), group in groups.items():
@@ -285,7 +294,7 @@ def _summarise(boots: List[Tuple[str, Dict[str, Any]]], failures: int, read: int
     failed.sort(key=lambda item: item[1]["_When"], reverse=True)
     latest = [{"Time": _iso(d["_When"]), "Project": source, "InstanceId": d.get("InstanceId"),
                "ImageId": d.get("ImageId"), "Status": d["Status"], "Message": d.get("Message", ""),
-               "LastLogLine": _last_line(d.get("LogTail")), "EventId": d.get("EventId")}
+               "LastLogLine": d["LastLogLine"], "EventId": d.get("EventId")}
               for source, d in failed[:failures]]
     return {"EventsRead": read, "EventsSkipped": skipped, "Boots": len(boots),
             "Groups": rows,
