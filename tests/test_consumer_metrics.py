@@ -24,8 +24,6 @@ from tests.support import logpattern
 from tests.support.verdicts import morning_of_boots, send_all
 from tests.test_infra import CONSUMER, Resolver, consumer_stack, load_template  # noqa: F401
 
-pytestmark = pytest.mark.usefixtures("consumer_stack")
-
 
 @pytest.fixture
 def stack(eventbridge: Any, consumer_stack: Any) -> Dict[str, Any]:  # noqa: F811
@@ -195,3 +193,14 @@ def test_the_pattern_evaluator_refuses_what_it_does_not_know() -> None:
         logpattern.matches('{ $.x ~= "a" }', "{}")
     with pytest.raises(ValueError):
         logpattern.matches("ERROR", "{}")
+
+
+def test_every_detail_field_the_stack_names_is_in_the_detail_schema() -> None:
+    """One definition of the event's fields: the schema the sender is tested against."""
+    from cc_bosky.schemas import load
+
+    text = CONSUMER.read_text()
+    named = set(re.findall(r"\$\.detail\.(\w+)", text)) | set(re.findall(r"detail\.(\w+)", text))
+    assert {"Origin", "Status", "BootSeconds", "FailedModules", "InstanceId", "ImageId",
+            "Message"} <= named
+    assert named <= set(load("detail")["properties"]), named - set(load("detail")["properties"])
