@@ -58,12 +58,12 @@ def fleet_parser() -> _Parser:
     p.add_argument("--log-group", required=True, metavar="NAME", help="the log group to read")
     p.add_argument("--since", default="24h", metavar="AGE",
                    help="how far back: 30m, 24h, 7d, 2w (default 24h)")
-    p.add_argument("--project", help="only this project (the events' Source)")
+    p.add_argument("--project", metavar="P", help="only this project (the events' Source)")
     p.add_argument("--failures", type=int, default=10, metavar="N",
                    help="how many of the latest failures to list (default 10)")
     p.add_argument("--json", action="store_true", help="the same report as JSON")
     p.add_argument("--region", help="region of the log group (env AWS_REGION)")
-    p.add_argument("--endpoint-url", help="CloudWatch Logs endpoint (env "
+    p.add_argument("--endpoint-url", metavar="URL", help="CloudWatch Logs endpoint (env "
                    "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS)")
     p.add_argument("--page-size", type=int, default=None, metavar="N",
                    help="events per FilterLogEvents call, 1 to 10000 (default: the service's)")
