@@ -139,6 +139,10 @@ def test_aws_refusing_or_unreachable_is_exit_1_in_one_line(morning: Dict[str, An
     (["--log-group", "g", "--since", "0h"], "give an age"),
     (["--log-group", "g", "--failures", "-1"], "--failures must be 0 or more"),
     (["--log-group", "g", "--page-size", "0"], "--page-size must be 1 to 10000"),
+    (["--log-group", ""], "--log-group '': 1 to 512 letters"),
+    (["--log-group", "g", "--endpoint-url", "nonsense"], "is not a valid endpoint url"),
+    (["--log-group", "g", "--endpoint-url", ""], "is not a valid endpoint url"),
+    (["--log-group", "g", "--region", "Mars"], "region 'Mars' is not a valid region"),
 ])
 def test_usage_errors_are_exit_2(aws_env: Dict[str, str], args: List[str], message: str) -> None:
     proc = run_bosky(["fleet", *args], env=aws_env)

@@ -31,6 +31,7 @@ from .cli import _Parser, safe_json
 
 OUTCOMES = ("pass", "fail", "degraded", "timeout")
 _TIMEOUT = 10.0  # each HTTP attempt: connect and read
+_LOG_GROUP = re.compile(r"^[._\-/#A-Za-z0-9]{1,512}$(?!\n)")
 _SINCE = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # cloud-init's own lines in cloud-init-output.log: stage banners, ci-info
@@ -82,9 +83,14 @@ def fleet_command(argv: List[str], environ: Mapping[str, str]) -> int:
     if args.timeout <= 0:
         raise UsageError("--timeout must be more than 0 seconds")
     seconds = since_seconds(args.since)
+    if not _LOG_GROUP.match(args.log_group):
+        raise UsageError(f"--log-group {args.log_group!r}: 1 to 512 letters, digits or ._-/#")
     region = args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     if not region:
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
+    _check("region", region, "region")
+    if args.endpoint_url is not None:
+        _check("--endpoint-url", args.endpoint_url, "endpoint_url")
     end = time.time()
     start = end - seconds
     reader = LogReader(args.log_group, region, args.endpoint_url, environ, args.timeout,
@@ -97,6 +103,15 @@ def fleet_command(argv: List[str], environ: Mapping[str, str]) -> int:
                    "Pages": progress.pages})
     print(safe_json(report) if args.json else render(report))
     return EXIT_OK
+
+
+def _check(what: str, value: str, key: str) -> None:
+    """``value`` as bosky's config schema allows ``key`` (one definition of a
+    valid region or endpoint for every command)."""
+    from .. import config
+
+    if not re.search(config.schema()["properties"][key]["pattern"], value):
+        raise UsageError(f"{what} {value!r} is not a valid {key.replace('_', ' ')}")
 
 
 def since_seconds(text: str) -> float:
@@ -117,6 +132,7 @@ class LogReader:
                  environ: Mapping[str, str], budget: float,
                  page_size: Optional[int] = None) -> None:
         self.group, self.region, self.budget, self.page_size = group, region, budget, page_size
+        self.environ = environ
         self.endpoint_url = (endpoint_url or environ.get("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS")
                              or environ.get("AWS_ENDPOINT_URL") or None)
 
@@ -127,6 +143,17 @@ class LogReader:
         import botocore.exceptions
         import botocore.session
 
+        from ..delivery.sender import load_credentials
+
+        # The sender's credential chain, read from this command's environment.
+        credentials = load_credentials(self.environ)
+        if credentials is None:
+            raise BoskyError("no AWS credentials found (environment, profile, container or "
+                             "instance role)")
+        try:
+            frozen = credentials.get_frozen_credentials()
+        except botocore.exceptions.BotoCoreError as exc:  # a refresh that failed
+            raise BoskyError(f"cannot load AWS credentials: {exc}") from None
         # Narrow on the server; the report checks every event again.
         pattern = '{ $.detail.Origin = "boot" }' if project is None else \
             '{ ($.detail.Origin = "boot") && ($.source = ' + json.dumps(project) + ") }"
@@ -134,6 +161,8 @@ class LogReader:
         try:
             client = botocore.session.get_session().create_client(
                 "logs", region_name=self.region, endpoint_url=self.endpoint_url,
+                aws_access_key_id=frozen.access_key, aws_secret_access_key=frozen.secret_key,
+                aws_session_token=frozen.token,
                 config=botocore.config.Config(connect_timeout=_TIMEOUT, read_timeout=_TIMEOUT,
                                               retries={"max_attempts": 3, "mode": "standard"}))
             kwargs: Dict[str, Any] = {"logGroupName": self.group, "filterPattern": pattern,
@@ -156,8 +185,12 @@ class LogReader:
             error = exc.response.get("Error", {})
             raise BoskyError(f"CloudWatch Logs refused: {error.get('Code', 'error')}: "
                              f"{error.get('Message', '')}".rstrip(": ")) from None
+        except botocore.exceptions.ParamValidationError as exc:
+            raise UsageError(f"CloudWatch Logs would refuse this request: {exc}") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise BoskyError(f"cannot read {self.group}: {exc}") from None
+        except ValueError as exc:  # botocore's check of the endpoint URL
+            raise UsageError(f"--endpoint-url: {exc}") from None
 
 
 class Progress:
