@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Generated-input tests check behaviour, never speed: no per-example deadline
+# and no "too slow" health check, which a loaded machine would trip.
+settings.register_profile("bosky", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("bosky")
 
 pytest_plugins = ["tests.support.fixtures", "tests.harness.fixtures"]
 

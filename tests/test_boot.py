@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 from tests.conftest import assert_valid_event
+from tests.support.bounds import ARRIVAL
 
 pytestmark = [pytest.mark.cloudinit]
 
@@ -50,7 +51,7 @@ def multipart(*parts: tuple) -> str:  # type: ignore[type-arg]
 
 
 def verdicts(consumer: Any, expected: int = 1) -> List[Dict[str, Any]]:
-    events = consumer.receive(expected=expected, timeout=20) + consumer.drain(settle=1.0)
+    events = consumer.receive(expected=expected, timeout=ARRIVAL) + consumer.drain(settle=1.0)
     return events
 
 

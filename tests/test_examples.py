@@ -40,6 +40,7 @@ from tests.harness.boot import Instance
 from tests.harness.fixtures import selected_releases
 from tests.harness.imds import MetadataServer
 from tests.harness.releases import Release, ensure_release
+from tests.support.bounds import ARRIVAL
 from tests.support.emulator import (
     DEFAULT_ACCOUNT,
     DEFAULT_REGION,
@@ -280,7 +281,7 @@ def fleet(instance: Callable[..., Instance], imds: MetadataServer,
 def events_at(consumer: Consumer, expected: int = 1) -> List[Dict[str, Any]]:
     """What the consumer's queue got: wait for ``expected``, then make sure
     nothing else follows (a duplicate would show up here)."""
-    return consumer.receive(expected=expected, timeout=20) + consumer.drain(settle=1.0)
+    return consumer.receive(expected=expected, timeout=ARRIVAL) + consumer.drain(settle=1.0)
 
 
 def the_event(consumer: Consumer, validator: Any) -> Dict[str, Any]:

@@ -27,6 +27,7 @@ import yaml
 
 from cc_bosky.tools.policy import put_events_policy
 from tests.support import needs
+from tests.support.bounds import ARRIVAL
 from tests.support.emulator import DEFAULT_ACCOUNT, DEFAULT_REGION, Consumer
 from tests.support.fixtures import REPO_ROOT, run_bosky
 from tests.test_doctor import make_image, write
@@ -320,7 +321,7 @@ def test_the_deployed_rule_delivers_bosky_failures_and_filters_passes(
         proc = run_bosky([*args, "--project", source, "--no-spool"], env=aws_env)
         assert proc.returncode == 0, proc.stderr
 
-    received = queue.receive(expected=2, timeout=10) + queue.drain(settle=1.0)
+    received = queue.receive(expected=2, timeout=ARRIVAL) + queue.drain(settle=1.0)
     assert sorted(e["detail"]["Status"] for e in received) == ["fail", "timeout"]
     assert {e["source"] for e in received} == {project}
     assert {e["detail-type"] for e in received} == {"User Data"}

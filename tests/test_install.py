@@ -27,6 +27,7 @@ from cc_bosky.tools.install import (
     read_system,
 )
 from tests.harness.releases import cache_dir
+from tests.support.bounds import ARRIVAL
 from tests.support.fixtures import run_bosky
 
 #: A Debian-like cloud.cfg (trimmed from Debian 12's) for when no package is unpacked.
@@ -484,5 +485,5 @@ def test_real_cloud_init_runs_bosky_in_init_and_final_from_the_drop_in(
     assert {"init-network", "modules-final"} <= set(timings), boot.describe()
     assert all(t.result == "SUCCESS" for t in timings.values()), timings
     # The stanza file reached the module too: the boot's verdict arrives.
-    events = consumer.receive(expected=1, timeout=20)
+    events = consumer.receive(expected=1, timeout=ARRIVAL)
     assert [e["detail"]["Status"] for e in events] == ["pass"], boot.describe()

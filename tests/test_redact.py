@@ -248,10 +248,12 @@ def test_one_huge_line_is_redacted_in_linear_time(run: str) -> None:
     # The reporter redacts up to 256 KiB before it can send the verdict; a
     # rule that rescans a run from each position took minutes here, and one
     # with unbounded keys as long on a run like "authauth...".
+    # Linear takes ~0.3 s here, the quadratic bugs took minutes: a bound far
+    # from both catches them on a loaded machine without measuring speed.
     text = run * (256 * 1024 // len(run))
     started = time.perf_counter()
     redact(text)
-    assert time.perf_counter() - started < 3.0
+    assert time.perf_counter() - started < 30.0
 
 
 # -- the log tail ---------------------------------------------------------
@@ -265,9 +267,18 @@ def write(path: Path, data: bytes) -> str:
 def test_tail_of_a_huge_log_is_its_last_lines(tmp_path: Path) -> None:
     lines = [f"line {i} " + "x" * 60 for i in range(200_000)]  # about 14 MB
     log = write(tmp_path / "out.log", ("\n".join(lines) + "\n").encode())
-    started = time.perf_counter()
     assert tail(log, 50) == lines[-50:]
-    assert time.perf_counter() - started < 2.0
+
+
+def test_tail_reads_only_the_end_of_a_log_of_any_size(tmp_path: Path) -> None:
+    # A sparse terabyte: reading it whole would never finish, so a tail that
+    # returns at all has read only its end.
+    log = tmp_path / "out.log"
+    with open(log, "wb") as f:
+        f.truncate(1 << 40)
+        f.seek(0, 2)
+        f.write(b"\nlast-but-one\nlast\n")
+    assert tail(str(log), 2) == ["last-but-one", "last"]
 
 
 def test_tail_of_a_huge_single_line_is_clipped(tmp_path: Path) -> None:

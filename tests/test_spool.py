@@ -28,6 +28,7 @@ import pytest
 from cc_bosky.delivery.outbox import flush
 from cc_bosky.delivery.spool import Spool
 from cc_bosky.event import Event, make_event
+from tests.support.bounds import ARRIVAL
 from tests.support.emulator import DEFAULT_REGION
 from tests.support.fixtures import REPO_ROOT
 
@@ -47,7 +48,7 @@ def spool_report(bosky: Any, env: Mapping[str, str]) -> Dict[str, Any]:
 
 
 def arrived(consumer: Any, expected: int) -> List[Dict[str, Any]]:
-    events: List[Dict[str, Any]] = consumer.receive(expected=expected, timeout=15)
+    events: List[Dict[str, Any]] = consumer.receive(expected=expected, timeout=ARRIVAL)
     return events + consumer.drain(settle=1.0)
 
 

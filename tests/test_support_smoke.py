@@ -26,6 +26,7 @@ from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.bounds import ARRIVAL, SLACK
 from tests.support.emulator import (
     DOCUMENTED_PATTERN,
     DUMMY_ACCESS_KEY,
@@ -112,13 +113,13 @@ def test_custom_bus_consumer(eventbridge: EventBridgeEmulator) -> None:
     with make_consumer(eventbridge, bus_name=bus) as on_bus:
         assert on_bus.created_bus
         eventbridge.client("events").put_events(Entries=[{**entry(project), "EventBusName": bus}])
-        assert [e["source"] for e in on_bus.receive(expected=1, timeout=5)] == [project]
+        assert [e["source"] for e in on_bus.receive(expected=1, timeout=ARRIVAL)] == [project]
 
 
 def test_receive_returns_what_arrived_when_fewer_than_expected(consumer: Consumer) -> None:
     began = time.monotonic()
     assert consumer.receive(expected=1, timeout=1.5) == []
-    assert 1.0 <= time.monotonic() - began < 5.0
+    assert 1.0 <= time.monotonic() - began < 1.5 + SLACK
 
 
 def test_moto_behaviours_the_tests_rely_on(
@@ -155,7 +156,7 @@ def test_proxy_passes_events_through_and_counts(
     for _ in range(2):  # the second call reuses the keep-alive connection
         client.put_events(Entries=[entry(consumer.project), entry(consumer.project)])
 
-    assert len(consumer.receive(expected=4, timeout=5)) == 4
+    assert len(consumer.receive(expected=4, timeout=ARRIVAL)) == 4
     assert (fault_proxy.calls, fault_proxy.entries_seen, fault_proxy.entries_forwarded) == (2, 4, 4)
     assert [r.outcome for r in fault_proxy.requests] == ["forwarded", "forwarded"]
     assert fault_proxy.handler_errors == []
@@ -262,12 +263,12 @@ def test_hang_gives_read_timeout_and_delivers_nothing(
     began = time.monotonic()
     with pytest.raises(botocore.exceptions.ReadTimeoutError):
         client.put_events(Entries=[entry(consumer.project)])
-    assert time.monotonic() - began < 3
+    assert time.monotonic() - began < 1.5 + SLACK  # connect 1 s + read 0.5 s
 
     fault_proxy.restore()
     assert consumer.drain(settle=0.3) == []
     client.put_events(Entries=[entry(consumer.project)])
-    assert len(consumer.receive(expected=1, timeout=5)) == 1
+    assert len(consumer.receive(expected=1, timeout=ARRIVAL)) == 1
     assert [r.outcome for r in fault_proxy.requests] == ["hung", "forwarded"]
 
 
@@ -278,8 +279,8 @@ def test_delay_answers_late(
     fault_proxy.delay(0.6)
     began = time.monotonic()
     events_via(eventbridge, fault_proxy).put_events(Entries=[entry(consumer.project)])
-    assert 0.6 <= time.monotonic() - began < 3
-    assert len(consumer.receive(expected=1, timeout=5)) == 1
+    assert 0.6 <= time.monotonic() - began < 0.6 + SLACK
+    assert len(consumer.receive(expected=1, timeout=ARRIVAL)) == 1
 
 
 def test_delay_after_forward_times_out_but_delivers(
@@ -291,7 +292,7 @@ def test_delay_after_forward_times_out_but_delivers(
     fault_proxy.delay(2.0, after_forward=True)
     with pytest.raises(botocore.exceptions.ReadTimeoutError):
         events_via(eventbridge, fault_proxy, short).put_events(Entries=[entry(consumer.project)])
-    assert len(consumer.receive(expected=1, timeout=5)) == 1
+    assert len(consumer.receive(expected=1, timeout=ARRIVAL)) == 1
 
 
 @pytest.mark.parametrize(
@@ -409,7 +410,7 @@ def test_partial_failure_shape_property(
     assert result["FailedEntryCount"] == sum(rejected)
     assert [("ErrorCode" in e) for e in result["Entries"]] == rejected
     accepted = {e["EventId"]: i for i, e in enumerate(result["Entries"]) if "EventId" in e}
-    delivered = consumer.receive(expected=len(accepted), timeout=5) if accepted else []
+    delivered = consumer.receive(expected=len(accepted), timeout=ARRIVAL) if accepted else []
     delivered += consumer.drain(settle=0.1)
     assert {e["id"]: e["detail"]["n"] for e in delivered} == accepted
 
@@ -421,7 +422,7 @@ def test_drop_after_forward_delivers_but_client_errors(
     fault_proxy.drop_after_forward()
     with pytest.raises(botocore.exceptions.ConnectionClosedError):
         events_via(eventbridge, fault_proxy).put_events(Entries=[entry(consumer.project)])
-    assert len(consumer.receive(expected=1, timeout=5)) == 1
+    assert len(consumer.receive(expected=1, timeout=ARRIVAL)) == 1
 
 
 def test_drop_delivers_nothing(
@@ -447,10 +448,16 @@ def test_retry_after_lost_answer_duplicates(
     assert len(consumer.drain(settle=0.5)) == 2
 
 
-def test_rate_limit_lets_about_the_rate_through(
+def test_rate_limit_never_lets_more_than_the_rate_through(
     eventbridge: EventBridgeEmulator, fault_proxy: FaultProxy
 ) -> None:
-    """A 50 calls/s bucket (burst 1) under 4 busy clients for ~2 s: ~100 succeed."""
+    """A 50 calls/s bucket (burst 1) under 4 busy clients for ~2 s.
+
+    What the proxy guarantees, whatever the machine's load: never more than
+    rate x time + burst calls pass, every refused call is a ThrottlingException
+    as EventBridge gives, and calls do pass. How many pass on a busy machine is
+    a throughput figure, which benchmarks/load.py measures.
+    """
     rate, duration = 50.0, 2.0
     fault_proxy.rate_limit(rate, burst=1)
     client = events_via(
@@ -489,7 +496,7 @@ def test_rate_limit_lets_about_the_rate_through(
     ok = outcomes.count("ok")
     assert set(outcomes) <= {"ok", "ThrottlingException"}
     assert outcomes.count("ThrottlingException") > 0
-    assert 0.8 * rate * duration <= ok <= rate * elapsed + 2
+    assert 0 < ok <= rate * elapsed + 1  # burst 1
 
 
 def test_token_bucket_burst() -> None:

@@ -35,6 +35,8 @@ from typing import IO, Any, Dict, List, Mapping, Optional
 import boto3
 from botocore.config import Config
 
+from .bounds import ARRIVAL
+
 DEFAULT_REGION = "us-east-1"
 #: moto's fixed account id; it appears in every ARN the emulator makes.
 DEFAULT_ACCOUNT = "123456789012"
@@ -372,7 +374,7 @@ class Consumer:
             # read_timeout above the 20 s SQS long-poll maximum.
             self._sqs = self.emulator.client("sqs")
 
-    def receive(self, expected: int = 1, timeout: float = 10.0) -> List[Dict[str, Any]]:
+    def receive(self, expected: int = 1, timeout: float = ARRIVAL) -> List[Dict[str, Any]]:
         """Long-poll until at least ``expected`` events arrived or ``timeout`` passed.
 
         Returns what was read (possibly fewer than expected: the caller asserts),
