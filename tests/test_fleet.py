@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from cc_bosky.event import Event, make_event
 from cc_bosky.tools import fleet
+from tests.support.bounds import ARRIVAL
 from tests.support.fixtures import run_bosky
 from tests.support.verdicts import boot_event, morning_of_boots, send_all
 from tests.test_consumer_metrics import stack  # noqa: F401  (fixture)
@@ -226,7 +227,7 @@ def test_real_boots_of_each_release_show_up_in_the_fleet_report(
                  cloud_cfg_d=cfg, wait_reporter=60)
     group = stack["outputs"]["LogGroupName"]
     logs = eventbridge.client("logs")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ARRIVAL
     while not logs.filter_log_events(logGroupName=group)["events"]:
         assert time.monotonic() < deadline, "the verdict never reached the log group"
         time.sleep(0.5)
