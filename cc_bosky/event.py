@@ -178,7 +178,10 @@ def fit(event: Event, limit: int = MAX_EVENT_BYTES) -> Event:
 
     What is cut first is what matters least: the oldest log lines, then long
     error strings and the end of the error list, then recoverable errors and
-    config warnings, then the message's tail.
+    config warnings, then the fastest of the slowest modules, then the
+    message's tail. SlowestModules (at most 10 short entries, under 2 KB) goes
+    after the log tail and the errors because the fleet report and the
+    consumer's dashboard count on it, and before the message, the headline.
     """
     overhead = event.size() - len(dumps(event.detail).encode("utf-8"))
     budget = limit - overhead
@@ -187,7 +190,7 @@ def fit(event: Event, limit: int = MAX_EVENT_BYTES) -> Event:
         return event
     detail["Truncated"] = True
     for shrink in (_shrink_log_tail, _shrink_errors, _drop_recoverable,
-                   _shrink_config_warnings, _shrink_message):
+                   _shrink_config_warnings, _shrink_slowest_modules, _shrink_message):
         excess = _size(detail) - budget
         if excess <= 0:
             break
@@ -238,6 +241,14 @@ def _shrink_config_warnings(detail: Dict[str, Any], excess: int) -> None:
         excess -= _encoded(warnings.pop()) + (1 if warnings else 0)
     if "ConfigWarnings" in detail:
         detail["ConfigWarnings"] = warnings
+
+
+def _shrink_slowest_modules(detail: Dict[str, Any], excess: int) -> None:
+    modules: List[Any] = list(detail.get("SlowestModules") or [])
+    while modules and excess > 0:  # slowest first: the fastest goes first
+        excess -= _encoded(modules.pop()) + (1 if modules else 0)
+    if "SlowestModules" in detail:
+        detail["SlowestModules"] = modules
 
 
 def _shrink_message(detail: Dict[str, Any], excess: int) -> None:

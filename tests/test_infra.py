@@ -197,12 +197,17 @@ def test_parliament_is_not_a_rubber_stamp() -> None:
 
 def test_the_rule_pattern_uses_detail_type_and_filters_by_status() -> None:
     template = load_template(CONSUMER)
-    (rule,) = resources_of(template, "AWS::Events::Rule").values()
+    rules = resources_of(template, "AWS::Events::Rule")
+    assert set(rules) == {"VerdictRule", "HistoryRule"}
     resolve = Resolver(template, {"ProjectName": "fleet"})
-    pattern = resolve(rule["Properties"]["EventPattern"])
+    pattern = resolve(rules["VerdictRule"]["Properties"]["EventPattern"])
     assert pattern == {"detail-type": ["User Data"], "source": ["fleet"],
                        "detail": {"Status": ["fail", "timeout", "degraded"]}}
-    assert "detailType" not in json.dumps(rule["Properties"]["EventPattern"])
+    # The history keeps every verdict, pass included: the fleet's metrics count them all.
+    history = resolve(rules["HistoryRule"]["Properties"]["EventPattern"])
+    assert history == {"detail-type": ["User Data"], "source": ["fleet"]}
+    assert "detailType" not in json.dumps([r["Properties"]["EventPattern"]
+                                           for r in rules.values()])
     params = template["Parameters"]
     assert params["EventBusName"]["Default"] == "default"
     assert {"ProjectName", "AlertEmail", "Statuses"} <= set(params)
@@ -211,19 +216,24 @@ def test_the_rule_pattern_uses_detail_type_and_filters_by_status() -> None:
 def test_every_target_has_the_resource_policy_it_needs() -> None:
     """EventBridge delivers to SNS, SQS and Logs with their resource policies, never a role."""
     template = load_template(CONSUMER)
-    (rule_id, rule), = resources_of(template, "AWS::Events::Rule").items()
+    rules = resources_of(template, "AWS::Events::Rule")
     resolve = Resolver(template, {"ProjectName": "fleet"})
-    targets = resolve(rule["Properties"]["Targets"])
+    targets = [t for rule in rules.values() for t in resolve(rule["Properties"]["Targets"])]
     assert all("RoleArn" not in t for t in targets)
-    rule_arn = {"Fn::GetAtt": [rule_id, "Arn"]}
+    rule_arns = [{"Fn::GetAtt": [rule_id, "Arn"]} for rule_id in rules]
     topics = resources_of(template, "AWS::SNS::TopicPolicy")
     queues = resources_of(template, "AWS::SQS::QueuePolicy")
     logs = resources_of(template, "AWS::Logs::ResourcePolicy")
     grants = {}
     for policy in (*topics.values(), *queues.values()):
-        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        statement, *others = policy["Properties"]["PolicyDocument"]["Statement"]
         assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-        assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+        source = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+        assert source in rule_arns or source == rule_arns
+        # The alarm publishes to the topic too, with its own statement.
+        assert [(o["Principal"], o["Condition"]) for o in others] in ([], [
+            ({"Service": "cloudwatch.amazonaws.com"},
+             {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["FailedBootsAlarm", "Arn"]}}})])
         for target in policy["Properties"].get("Topics", []) + policy["Properties"].get(
                 "Queues", []):
             grants[target["Ref"]] = statement["Action"]
@@ -248,7 +258,8 @@ def test_every_target_has_the_resource_policy_it_needs() -> None:
     assert by_id["verdict-log"]["Arn"] == f"arn:aws:logs:{DEFAULT_REGION}:{DEFAULT_ACCOUNT}:" \
                                           "log-group:<VerdictLog>"
     without_dlq = Resolver(template, {"ProjectName": "f", "CreateDeadLetterQueue": "false"})
-    assert all("DeadLetterConfig" not in t for t in without_dlq(rule["Properties"]["Targets"]))
+    assert all("DeadLetterConfig" not in t for rule in rules.values()
+               for t in without_dlq(rule["Properties"]["Targets"]))
 
 
 # -- the consumer template, deployed -----------------------------------------------------------
@@ -288,7 +299,7 @@ def test_the_deployed_rule_delivers_bosky_failures_and_filters_passes(
     rule_name = outputs["RuleArn"].rsplit("/", 1)[-1]
     rule = events.describe_rule(Name=rule_name)
     template = load_template(CONSUMER)
-    (spec,) = resources_of(template, "AWS::Events::Rule").values()
+    spec = template["Resources"]["VerdictRule"]
     expected = Resolver(template, {"ProjectName": project})(spec["Properties"]["EventPattern"])
     assert json.loads(rule["EventPattern"]) == expected  # the template's own pattern
     targets = {t["Id"]: t for t in events.list_targets_by_rule(Rule=rule_name)["Targets"]}
@@ -316,9 +327,10 @@ def test_the_deployed_rule_delivers_bosky_failures_and_filters_passes(
     assert {e["source"] for e in received} == {project}
     assert {e["detail-type"] for e in received} == {"User Data"}
     logs = eventbridge.client("logs")
+    # The log group keeps the whole history of the project, pass and info included.
     logged = logs.filter_log_events(logGroupName=outputs["LogGroupName"])["events"]
     assert sorted(json.loads(e["message"])["detail"]["Status"] for e in logged) == [
-        "fail", "timeout"]
+        "fail", "info", "pass", "timeout"]
 
 
 def test_the_consumer_stack_without_email_or_dead_letter_queue(eventbridge: Any) -> None:
@@ -328,6 +340,8 @@ def test_the_consumer_stack_without_email_or_dead_letter_queue(eventbridge: Any)
     assert "DeadLetterQueueUrl" not in outputs
     rule_name = outputs["RuleArn"].rsplit("/", 1)[-1]
     targets = eventbridge.client("events").list_targets_by_rule(Rule=rule_name)["Targets"]
+    history = outputs["HistoryRuleArn"].rsplit("/", 1)[-1]
+    targets += eventbridge.client("events").list_targets_by_rule(Rule=history)["Targets"]
     assert len(targets) == 3 and all("DeadLetterConfig" not in t for t in targets)
     eventbridge.client("cloudformation").delete_stack(StackName=outputs["StackName"])
 

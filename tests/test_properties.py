@@ -355,3 +355,19 @@ def test_printable_escapes(raw: str, shown: str) -> None:
 
 def test_printable_on_several_lines_keeps_newlines_and_tabs() -> None:
     assert printable("a\n\tb\x1b", one_line=False) == "a\n\tb\\x1b"
+
+
+_FLEET_FLAGS = ["--log-group", "--since", "--project", "--failures", "--json", "--region",
+                "--endpoint-url", "--page-size", "--timeout", "--help", "--bogus", "--"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(argv=st.lists(st.one_of(st.sampled_from(_FLEET_FLAGS), _VALUES), max_size=8))
+def test_any_arguments_to_bosky_fleet_end_in_one_line_at_most(workdir: Path,
+                                                             argv: List[str]) -> None:
+    # Nothing listens on port 9: a request that passes every check is refused there.
+    env = {**bosky_env(workdir), "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": "http://127.0.0.1:9",
+           "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}
+    code, out, err = run(["fleet", "--log-group", "g", "--timeout", "5", *argv], env)
+    assert_well_behaved(code, out, err)
+    assert "internal error" not in err

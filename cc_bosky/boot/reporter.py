@@ -188,6 +188,9 @@ class Reporter:
             from .logtail import OUTPUT_LOG, tail
 
             extra["LogTail"] = tail(OUTPUT_LOG, self.settings.log_lines)
+        from .timings import fields as timing_fields
+
+        extra.update(timing_fields(self._status()))  # BootSeconds, SlowestModules
         region = arns.send_region(self.settings.event_bus, self.settings.region, ident.region)
         return make_event(
             source=self.settings.project,

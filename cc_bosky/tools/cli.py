@@ -40,7 +40,7 @@ def _event_parser() -> _Parser:
     p = _Parser(
         prog="bosky",
         description="Send an Amazon EventBridge event (DetailType 'User Data') from a script "
-        "or an instance. Subcommands: flush, status, schema, install, uninstall, doctor.",
+        "or an instance. Subcommands: flush, status, schema, install, uninstall, doctor, fleet.",
         epilog="Exit codes: 0 delivered, 1 not delivered (spooled unless --no-spool), "
         "2 usage or configuration error.",
     )
@@ -407,6 +407,7 @@ SUBCOMMANDS: Dict[str, Callable[[List[str], Mapping[str, str]], int]] = {
     "install": _lazy("tools.install", "install_command"),
     "uninstall": _lazy("tools.install", "uninstall_command"),
     "doctor": _lazy("tools.doctor", "doctor_command"),
+    "fleet": _lazy("tools.fleet", "fleet_command"),
 }
 
 __all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "EXIT_USAGE", "main"]
