@@ -1,6 +1,6 @@
 """Boots of real cloud-init releases, each reporting its own verdict.
 
-Every test boots a Debian-packaged cloud-init (20.4.1, 22.4.2, 25.1.4)
+Every test boots a Debian-packaged cloud-init (20.4.1, 22.4.2, 25.1.4, 26.2)
 through all four stages with cloud-init's Ec2 datasource reading the metadata
 emulator; the reporter gets the instance role's credentials from that
 emulator too, and the assertion is on what a consumer's queue receives.
