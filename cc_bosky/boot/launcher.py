@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .. import layers
 from ..errors import ConfigError
@@ -42,14 +42,16 @@ def boot_layers(stanza: Any, environ: Mapping[str, str],
     No :class:`~cc_bosky.config.Settings` here: the stage only checks the
     layers (for its one WARNING) and the reporter builds the settings.
     """
+    readers: Tuple[Tuple[str, Callable[[], Any]], ...] = (
+        (base_file, lambda: layers.read_file(base_file, required=False)),
+        ("environment", lambda: layers.from_env(environ)),
+        ("bosky", lambda: {} if stanza is None else stanza),
+    )
     problems: List[str] = []
     merged: Dict[str, Any] = {}
-    for origin in (base_file, "environment", "bosky"):
+    for origin, read in readers:
         try:
-            raw = (layers.read_file(base_file, required=False) if origin == base_file
-                   else layers.from_env(environ) if origin == "environment"
-                   else {} if stanza is None else stanza)
-            good, bad = layers.lenient(raw, origin)
+            good, bad = layers.lenient(read(), origin)
         except ConfigError as exc:
             good, bad = {}, [str(exc)]
         merged.update((k, v) for k, v in good.items() if v is not None)
@@ -77,8 +79,8 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
                    cloud_data_dir: str = CLOUD_DATA_DIR,
                    cloud_init_version: Optional[str] = None) -> Optional[int]:
     """Start this boot's reporter unless one runs already; returns its pid."""
-    settings, problems = boot_layers(stanza, os.environ)
-    run_dir = str(settings.get("run_dir") or layers.default("run_dir"))
+    valid, problems = boot_layers(stanza, os.environ)
+    run_dir = str(valid.get("run_dir") or layers.default("run_dir"))
     state.ensure_run_dir(run_dir)
     in_final = current_stage(cloud_run_dir) == "modules-final"
     if in_final:
@@ -92,7 +94,7 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
         LOG.warning("%s%s", CONFIG_WARNING, "; ".join(problems))
     try:
         job = {
-            "settings": settings,
+            "settings": valid,  # the reporter builds its Settings from these
             "config_warnings": problems,
             "cloud_run_dir": cloud_run_dir,
             "cloud_data_dir": cloud_data_dir,

@@ -360,7 +360,17 @@ def _log_footprint(when: str) -> None:
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     LOG.info("%s; CPU %.2f s, peak memory %.1f MB", when, usage.ru_utime + usage.ru_stime,
-             usage.ru_maxrss / 1024)
+             (_peak_kb() or usage.ru_maxrss) / 1024)
+
+
+def _peak_kb() -> Optional[int]:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: execve keeps the
+    peak of the address space it replaces, and posix_spawn's child starts in
+    cloud-init's (vfork), so ru_maxrss would report cloud-init's size."""
+    for line in (_read_text("/proc/self/status") or "").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
 
 
 if __name__ == "__main__":
