@@ -220,13 +220,19 @@ def test_a_schema_problem_beside_the_stanza_is_the_boots_own(fleet, consumer,
         assert detail["Status"] == "pass", detail
 
 
-def test_the_wheel_installed_as_users_install_it_reports_the_boot(
-        fleet, consumer, detail_validator, cloudinit_release, tmp_path) -> None:
-    """pip-installed into the release's Python, listed in the final stage only, no checkout."""
-    from tests.harness.releases import REPO_ROOT, build_wheel, with_installed_wheel
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.harness.releases import REPO_ROOT, build_wheel
 
-    installed = with_installed_wheel(cloudinit_release, build_wheel(REPO_ROOT, tmp_path / "w"),
-                                     tmp_path / "python")
+    return build_wheel(REPO_ROOT, tmp_path_factory.mktemp("wheel"))
+
+
+def test_the_wheel_installed_as_users_install_it_reports_the_boot(
+        fleet, consumer, detail_validator, cloudinit_release, wheel, tmp_path) -> None:
+    """pip-installed into the release's Python, listed in the final stage only, no checkout."""
+    from tests.harness.releases import with_installed_wheel
+
+    installed = with_installed_wheel(cloudinit_release, wheel, tmp_path / "python")
     inst = fleet(release=installed)
     boot = inst.boot(user_data="#!/bin/bash\necho deployed\n",
                      cloud_cfg_d={"90_bosky.cfg": stanza(consumer)},
