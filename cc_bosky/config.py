@@ -3,30 +3,26 @@
 The same keys make up ``/etc/bosky/config.yaml`` and the ``bosky:`` stanza of
 cloud-config, so both are described by ``schemas/config.schema.json`` and
 turned into one :class:`Settings`. Later layers win: defaults, then the file,
-then the environment, then flags (or, at boot, the cloud-config stanza).
+then the environment, then flags (or, at boot, the cloud-config stanza). Each
+layer is read and checked in :mod:`cc_bosky.layers` (re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
-from . import schemas, validation
-from .errors import ConfigError
-
-DEFAULT_CONFIG_FILE = "/etc/bosky/config.yaml"
-
-# Environment variables other tools already use for the same setting, after
-# bosky's own BOSKY_<KEY>, in order of precedence.
-_ENV_ALIASES: Dict[str, Tuple[str, ...]] = {
-    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
-    # botocore's own name for EventBridge's endpoint variable is
-    # AWS_ENDPOINT_URL_EVENTBRIDGE (from its service id); _EVENTS is accepted
-    # too because it is what people write.
-    "endpoint_url": ("AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_ENDPOINT_URL_EVENTS", "AWS_ENDPOINT_URL"),
-    "autoscaling_endpoint_url": ("AWS_ENDPOINT_URL_AUTO_SCALING", "AWS_ENDPOINT_URL"),
-    "cloudformation_endpoint_url": ("AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL"),
-}
+from .layers import (
+    DEFAULT_CONFIG_FILE,
+    checked,
+    from_env,
+    keys,
+    lenient,
+    parse_yaml,
+    problems,
+    read_file,
+    schema,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,19 +60,6 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def schema() -> Dict[str, Any]:
-    return schemas.load("config")
-
-
-def keys() -> List[str]:
-    return list(schema()["properties"])
-
-
-def problems(mapping: Any, origin: str) -> List[str]:
-    """Schema problems in ``mapping``, each prefixed by where it came from."""
-    return [f"{origin}: {msg}" for msg in validation.errors(mapping, schema())]
-
-
 def build(*layers: Mapping[str, Any]) -> Settings:
     """Settings from already-validated layers, later layers winning."""
     merged: Dict[str, Any] = {}
@@ -85,100 +68,6 @@ def build(*layers: Mapping[str, Any]) -> Settings:
     if "send" in merged:
         merged["send"] = tuple(merged["send"])
     return Settings(**merged)
-
-
-def read_file(path: str, required: bool) -> Dict[str, Any]:
-    """The mapping in a YAML config file; {} when an optional file is absent."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(1024 * 1024 + 1)
-    except FileNotFoundError:
-        if required:
-            raise ConfigError(f"config file {path} does not exist") from None
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except ValueError:  # a NUL or an unencodable character in the path
-        raise ConfigError(f"cannot read config file {path!r}: not a valid path") from None
-    if len(raw) > 1024 * 1024:
-        raise ConfigError(f"config file {path} is larger than 1 MiB")
-    return parse_yaml(raw, path)
-
-
-def parse_yaml(raw: bytes, origin: str) -> Dict[str, Any]:
-    import yaml  # only when there is a file to read
-
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{origin}: not valid YAML{where}") from None
-    except (ValueError, RecursionError):
-        raise ConfigError(f"{origin}: not valid YAML") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: expected a mapping of keys, got {type(data).__name__}")
-    return data
-
-
-def checked(mapping: Mapping[str, Any], origin: str) -> Mapping[str, Any]:
-    """``mapping`` itself, or ConfigError naming every bad key."""
-    found = problems(mapping, origin)
-    if found:
-        raise ConfigError("; ".join(found))
-    return mapping
-
-
-def lenient(mapping: Any, origin: str) -> Tuple[Dict[str, Any], List[str]]:
-    """The valid keys of ``mapping`` and a message per key left out.
-
-    At boot a typo must not cost the verdict: the reporter goes on with what
-    is valid, and the module logs what it dropped.
-    """
-    if not isinstance(mapping, dict):
-        return {}, problems(mapping, origin)
-    good: Dict[str, Any] = {}
-    bad: List[str] = []
-    for key, value in mapping.items():
-        found = problems({key: value}, origin)
-        if found:
-            bad += found
-        else:
-            good[key] = value
-    return good, bad
-
-
-def from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
-    """Settings given as BOSKY_<KEY> (and the usual AWS_* names), typed per the schema."""
-    props = schema()["properties"]
-    found: Dict[str, Any] = {}
-    for key, spec in props.items():
-        names = (f"BOSKY_{key.upper()}", *_ENV_ALIASES.get(key, ()))
-        for name in names:
-            raw = environ.get(name)
-            if raw:
-                found[key] = _coerce(raw, spec, name)
-                break
-    return found
-
-
-def _coerce(raw: str, spec: Mapping[str, Any], name: str) -> Any:
-    kind = spec.get("type")
-    boolean = kind == "boolean" or (isinstance(kind, list) and "boolean" in kind)
-    if boolean and raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    try:
-        if kind == "integer":
-            return int(raw)
-        if kind == "number":
-            return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: {raw!r} is not a {kind}") from None
-    if kind == "array":
-        return [part.strip() for part in raw.split(",") if part.strip()]
-    return raw
 
 
 def resolve(
@@ -193,3 +82,7 @@ def resolve(
     env = checked(from_env(environ), "environment")
     given = checked({k: v for k, v in flags.items() if v is not None}, "flags")
     return build(from_file, env, given)
+
+
+__all__ = ["DEFAULT_CONFIG_FILE", "Settings", "build", "checked", "from_env", "keys", "lenient",
+           "parse_yaml", "problems", "read_file", "resolve", "schema"]

@@ -8,9 +8,11 @@ import re
 # separators, the bidi embeddings, overrides and isolates (they reorder what
 # a terminal shows, "Trojan Source"), and lone surrogates (not encodable:
 # printing one to a UTF-8 stdout raises).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-                      r"\ud800-\udfff]")
-_ONE_LINE = re.compile(r"[\t\n]")
+# Patterns, not compiled ones: re compiles (and caches) them on first use, so
+# importing this inside cloud-init's stage costs nothing.
+_CONTROL = (r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+            r"\ud800-\udfff]")
+_ONE_LINE = r"[\t\n]"
 
 
 def printable(text: str, one_line: bool = True) -> str:
@@ -20,8 +22,10 @@ def printable(text: str, one_line: bool = True) -> str:
     With ``one_line`` (the default) tab and newline are escaped too; without,
     they are kept for text that is meant to span lines.
     """
-    out = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                       else f"\\u{ord(m.group()):04x}", text)
+    if text.isprintable():  # every character escaped below is one str.isprintable refuses
+        return text
+    out = re.sub(_CONTROL, lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                 else f"\\u{ord(m.group()):04x}", text)
     if one_line:
-        out = _ONE_LINE.sub(lambda m: "\\n" if m.group() == "\n" else "\\t", out)
+        out = re.sub(_ONE_LINE, lambda m: "\\n" if m.group() == "\n" else "\\t", out)
     return out

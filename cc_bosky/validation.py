@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import reprlib
 from typing import Any, Dict, List
 
 from .text import printable
@@ -149,12 +148,12 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-# Bounded: a YAML file of nested aliases ("billion laughs") is small on disk
-# and has an exponential repr.
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 60
-
-
 def _short(value: Any) -> str:
-    text = _REPR.repr(value)
+    # Bounded: a YAML file of nested aliases ("billion laughs") is small on
+    # disk and has an exponential repr. Made here, only for a bad value.
+    import reprlib
+
+    bounded = reprlib.Repr()
+    bounded.maxlevel, bounded.maxstring, bounded.maxother, bounded.maxlong = 3, 60, 60, 60
+    text = bounded.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -1,6 +1,6 @@
 """Boots of real cloud-init releases, each reporting its own verdict.
 
-Every test boots a Debian-packaged cloud-init (20.4.1, 22.4.2, 25.1.4)
+Every test boots a Debian-packaged cloud-init (20.4.1, 22.4.2, 25.1.4, 26.2)
 through all four stages with cloud-init's Ec2 datasource reading the metadata
 emulator; the reporter gets the instance role's credentials from that
 emulator too, and the assertion is on what a consumer's queue receives.
@@ -177,7 +177,72 @@ def test_invalid_stanza_leaves_the_boot_running_with_one_warning(fleet, consumer
     assert "still booting" in boot.output_log
     detail = only_verdict(consumer, detail_validator)  # still reported, with what was valid
     assert any("log_lines" in w for w in detail["ConfigWarnings"])
-    assert detail["Status"] in ("pass", "degraded")  # degraded where cloud-init counts warnings
+    # bosky's complaints (its WARNING, cloud-init's schema warning about the
+    # stanza) are not the boot's, even where cloud-init counts warnings (23.4+)
+    assert detail["Status"] == "pass", detail.get("RecoverableErrors")
+    assert "RecoverableErrors" not in detail
+
+
+def recorded_warnings(boot: Any) -> List[str]:
+    """The WARNINGs cloud-init 23.4+ recorded as recoverable errors, all stages."""
+    stages = ((boot.status or {}).get("v1") or {}).values()
+    return [w for stage in stages if isinstance(stage, dict)
+            for w in (stage.get("recoverable_errors") or {}).get("WARNING", [])]
+
+
+def test_a_misspelt_key_in_the_image_stanza_warns_once_and_the_boot_still_passes(
+        fleet, consumer, detail_validator) -> None:
+    """The golden-AMI stanza with a typo: one WARNING from bosky, and the boot passes."""
+    inst = fleet()
+    boot = inst.boot(user_data="#!/bin/bash\necho deployed\n",
+                     cloud_cfg_d={"90_bosky.cfg": stanza(consumer, deadlin=60)}, wait_reporter=60)
+    # (22.x also warns, without counting it, about the unknown key in cloud.cfg.d)
+    warnings = [ln for ln in boot.cloud_init_log.splitlines() if "[WARNING]: bosky: " in ln]
+    assert len(warnings) == 1 and "bosky: deadlin: unknown key" in warnings[0], warnings
+    detail = only_verdict(consumer, detail_validator)
+    assert detail["Status"] == "pass", detail.get("RecoverableErrors")
+    assert detail["ConfigWarnings"] == ["bosky: deadlin: unknown key"]
+    assert "RecoverableErrors" not in detail
+    if boot.release.at_least("23.4"):  # cloud-init counts it: `cloud-init status` is degraded
+        assert [w for w in recorded_warnings(boot) if "deadlin" in w], recorded_warnings(boot)
+
+
+def test_a_schema_problem_beside_the_stanza_is_the_boots_own(fleet, consumer,
+                                                             detail_validator) -> None:
+    """Only bosky's complaints are left out: a misspelt key of cloud-init's degrades (23.4+)."""
+    inst = fleet()
+    boot = inst.boot(user_data="#cloud-config\n" + stanza(consumer)
+                     + "runcmdd:\n  - echo misspelt\n", wait_reporter=60)
+    detail = only_verdict(consumer, detail_validator)
+    if boot.release.at_least("23.4"):
+        assert detail["Status"] == "degraded", detail
+        assert [w for w in detail["RecoverableErrors"]["WARNING"] if "schema" in w]
+    else:  # no recoverable errors before 23.4
+        assert detail["Status"] == "pass", detail
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.harness.releases import REPO_ROOT, build_wheel
+
+    return build_wheel(REPO_ROOT, tmp_path_factory.mktemp("wheel"))
+
+
+def test_the_wheel_installed_as_users_install_it_reports_the_boot(
+        fleet, consumer, detail_validator, cloudinit_release, wheel, tmp_path) -> None:
+    """pip-installed into the release's Python, listed in the final stage only, no checkout."""
+    from tests.harness.releases import with_installed_wheel
+
+    installed = with_installed_wheel(cloudinit_release, wheel, tmp_path / "python")
+    inst = fleet(release=installed)
+    boot = inst.boot(user_data="#!/bin/bash\necho deployed\n",
+                     cloud_cfg_d={"90_bosky.cfg": stanza(consumer)},
+                     init_modules=["bootcmd"], final_modules=["scripts_user", "bosky"],
+                     wait_reporter=60)
+    (loaded,) = {ln.split("from '", 1)[1].split("'", 1)[0]
+                 for ln in boot.cloud_init_log.splitlines() if "Running module bosky" in ln}
+    assert loaded.startswith(str(tmp_path / "python")), loaded
+    assert only_verdict(consumer, detail_validator)["Status"] == "pass"
 
 
 def test_listed_twice_and_in_both_stages_reports_once(fleet, consumer,

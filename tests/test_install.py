@@ -1,7 +1,7 @@
 """``bosky install`` / ``bosky uninstall`` against realistic cloud-init configurations.
 
 The configurations are Debian's own ``/etc/cloud`` from the cloud-init
-packages the harness unpacked (20.4.1, 22.4.2, 25.1.4), when they are in the
+packages the harness unpacked (20.4.1, 22.4.2, 25.1.4, 26.2), when they are in the
 cache, and an embedded Debian-like one otherwise. The last test boots real
 cloud-init with the drop-in ``bosky install`` wrote.
 """

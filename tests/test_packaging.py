@@ -61,3 +61,14 @@ def test_importing_cc_bosky_loads_nothing_heavy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=REPO, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_what_runs_inside_cloud_inits_stage_imports_little() -> None:
+    """The stage checks the config and spawns the reporter; it builds no Settings
+    (a dataclass: dataclasses is not loaded by cloud-init 20.x) and needs no YAML
+    unless /etc/bosky/config.yaml exists."""
+    code = ("import sys, cc_bosky.boot.launcher; print(sorted(m for m in ('dataclasses', "
+            "'cc_bosky.config', 'yaml', 'boto3') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

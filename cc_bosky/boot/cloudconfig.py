@@ -126,31 +126,43 @@ def merge(parts: Sequence[Tuple[str, Mapping[str, Any], str]]
 
 def is_only_bosky_schema_warning(level: str, message: str, cloud_data_dir: str) -> bool:
     """True when a recoverable error is cloud-init's schema warning and the
-    instance's cloud-config is valid once ``bosky`` is a known key."""
+    instance's cloud-config has a ``bosky`` key and is valid without it."""
     if level.upper() != "WARNING" or not _SCHEMA_WARNING.search(message):
         return False
     return instance_config_valid(cloud_data_dir)
 
 
+def schema_warning_in(status: Optional[Dict[str, Any]]) -> bool:
+    """Whether status.json's ``v1`` records a schema warning in any stage yet."""
+    for stage in (status or {}).values():
+        found = stage.get("recoverable_errors") if isinstance(stage, dict) else None
+        warnings = found.get("WARNING") if isinstance(found, dict) else None
+        if isinstance(warnings, list) and any(
+                isinstance(w, str) and _SCHEMA_WARNING.search(w) for w in warnings):
+            return True
+    return False
+
+
 @cache
 def instance_config_valid(cloud_data_dir: str) -> bool:
     """Whether this instance's cloud-config (user and vendor data, as cloud-init
-    stored them in its init stage) is valid with bosky's stanza known.
+    stored them in its init stage) has a ``bosky`` stanza and, that aside, is valid.
 
     Cached: the reporter works it out while it waits, so the verdict does not
-    wait for cloud-init's schema and jsonschema to load.
+    wait for cloud-init's schema and jsonschema to load. Without a stanza in
+    them (it is in cloud.cfg.d) the warning is not about bosky, and cloud-init's
+    schema is not loaded at all.
     """
     instance = os.path.join(cloud_data_dir, "instance")
-    checked = 0
-    for name in _CLOUD_CONFIG_FILES:
-        data = _load(os.path.join(instance, name))
-        if data is None:
-            continue
-        found, with_cloud_init = problems(data)
+    found_files = [data for data in (_load(os.path.join(instance, name))
+                                     for name in _CLOUD_CONFIG_FILES) if data is not None]
+    if not any("bosky" in data for data in found_files):
+        return False
+    for data in found_files:  # the stanza's own problems are bosky's ConfigWarnings
+        found, with_cloud_init = problems({k: v for k, v in data.items() if k != "bosky"})
         if found or not with_cloud_init:
             return False
-        checked += 1
-    return checked > 0
+    return True
 
 
 def _load(path: str) -> Optional[Dict[str, Any]]:

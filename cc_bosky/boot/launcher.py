@@ -1,10 +1,13 @@
-"""What the cloud-init module does inside a stage: settle config, start the reporter.
+"""What the cloud-init module does inside a stage: check the config, start the reporter.
 
-This runs inside cloud-init's process, so it must be quick (well under 20 ms)
-and must never raise into cloud-init: it reads its settings, starts the
-background reporter, and returns. The reporter is a separate process in its
-own session because the verdict only exists after cloud-init's last module
-has run (cloud-init's units use KillMode=process, so it outlives the stage).
+This runs inside cloud-init's process, so it must be quick (a median under
+10 ms, never over 20 ms: benchmarks/boot.py) and must never raise into
+cloud-init: it checks its settings' layers (for the one WARNING a bad key
+gets), hands the valid keys to the background reporter, and returns. It
+imports no dataclasses and builds no Settings: the reporter does. The
+reporter is a separate process in its own session because the verdict only
+exists after cloud-init's last module has run (cloud-init's units use
+KillMode=process, so it outlives the stage).
 """
 
 from __future__ import annotations
@@ -12,36 +15,57 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .. import config
+from .. import layers
 from ..errors import ConfigError
 from . import state
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 LOG = logging.getLogger(__name__)
 CLOUD_RUN_DIR = "/run/cloud-init"
 CLOUD_DATA_DIR = "/var/lib/cloud"
+#: How bosky's own WARNING about its configuration begins; the reporter knows
+#: it in cloud-init's recoverable errors (23.4+) and does not count it.
+CONFIG_WARNING = "bosky: ignoring invalid configuration: "
+
+
+def boot_layers(stanza: Any, environ: Mapping[str, str],
+                base_file: str = layers.DEFAULT_CONFIG_FILE
+                ) -> Tuple[Dict[str, Any], List[str]]:
+    """The valid keys of this boot's layers, merged: ``/etc/bosky/config.yaml``,
+    the environment (e.g. ``AWS_ENDPOINT_URL_EVENTS``), then the cloud-config
+    stanza, the most specific; invalid keys are dropped and reported, not fatal.
+
+    No :class:`~cc_bosky.config.Settings` here: the stage only checks the
+    layers (for its one WARNING) and the reporter builds the settings.
+    """
+    readers: Tuple[Tuple[str, Callable[[], Any]], ...] = (
+        (base_file, lambda: layers.read_file(base_file, required=False)),
+        ("environment", lambda: layers.from_env(environ)),
+        ("bosky", lambda: {} if stanza is None else stanza),
+    )
+    problems: List[str] = []
+    merged: Dict[str, Any] = {}
+    for origin, read in readers:
+        try:
+            good, bad = layers.lenient(read(), origin)
+        except ConfigError as exc:
+            good, bad = {}, [str(exc)]
+        merged.update((k, v) for k, v in good.items() if v is not None)
+        problems += bad
+    return merged, problems
 
 
 def boot_settings(stanza: Any, environ: Mapping[str, str],
-                  base_file: str = config.DEFAULT_CONFIG_FILE
-                  ) -> Tuple[config.Settings, List[str]]:
-    """Settings for this boot: defaults, ``/etc/bosky/config.yaml``, the
-    environment (e.g. ``AWS_ENDPOINT_URL_EVENTS``), then the cloud-config
-    stanza, the most specific; invalid keys are dropped and reported, not fatal."""
-    problems: List[str] = []
-    layers: List[Dict[str, Any]] = []
-    for origin in (base_file, "environment"):
-        try:
-            raw = (config.read_file(base_file, required=False) if origin == base_file
-                   else config.from_env(environ))
-            good, bad = config.lenient(raw, origin)
-        except ConfigError as exc:
-            good, bad = {}, [str(exc)]
-        layers.append(good)
-        problems += bad
-    from_stanza, bad = config.lenient({} if stanza is None else stanza, "bosky")
-    return config.build(*layers, from_stanza), problems + bad
+                  base_file: str = layers.DEFAULT_CONFIG_FILE) -> Tuple[Settings, List[str]]:
+    """The settings the reporter will run with, and the problems the stage reports."""
+    from .. import config
+
+    merged, problems = boot_layers(stanza, environ, base_file)
+    return config.build(merged), problems
 
 
 def current_stage(cloud_run_dir: str) -> Optional[str]:
@@ -55,28 +79,29 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
                    cloud_data_dir: str = CLOUD_DATA_DIR,
                    cloud_init_version: Optional[str] = None) -> Optional[int]:
     """Start this boot's reporter unless one runs already; returns its pid."""
-    settings, problems = boot_settings(stanza, os.environ)
-    state.ensure_run_dir(settings.run_dir)
+    valid, problems = boot_layers(stanza, os.environ)
+    run_dir = str(valid.get("run_dir") or layers.default("run_dir"))
+    state.ensure_run_dir(run_dir)
     in_final = current_stage(cloud_run_dir) == "modules-final"
     if in_final:
         # Lets the reporter tell "still running" from "gone without result.json".
-        _write(state.path(settings, state.FINAL_PID), str(os.getpid()))
-    lock = state.try_lock(state.path(settings, state.LOCK))
+        _write(state.path(run_dir, state.FINAL_PID), str(os.getpid()))
+    lock = state.try_lock(state.path(run_dir, state.LOCK))
     if lock is None:
         LOG.debug("bosky: reporter already running for this boot")
         return None
     if problems:  # once per boot: only the stage that starts the reporter says it
-        LOG.warning("bosky: ignoring invalid configuration: %s", "; ".join(problems))
+        LOG.warning("%s%s", CONFIG_WARNING, "; ".join(problems))
     try:
         job = {
-            "settings": _as_json(settings),
+            "settings": valid,  # the reporter builds its Settings from these
             "config_warnings": problems,
             "cloud_run_dir": cloud_run_dir,
             "cloud_data_dir": cloud_data_dir,
             "cloud_init_version": cloud_init_version,
             "started_in": "modules-final" if in_final else "early",
         }
-        job_file = state.path(settings, state.JOB)
+        job_file = state.path(run_dir, state.JOB)
         state.write_json(job_file, job)
         return _spawn(job_file, lock)
     finally:
@@ -98,17 +123,9 @@ def _spawn(job_file: str, lock: int) -> int:
     return os.posix_spawn(sys.executable, argv, env, file_actions=null, setsid=True)
 
 
-def _as_json(settings: config.Settings) -> Mapping[str, Any]:
-    import dataclasses
-
-    data = dataclasses.asdict(settings)
-    data["send"] = list(settings.send)
-    return data
-
-
 def _write(file: str, text: str) -> None:
     with open(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write(text)
 
 
-__all__ = ["boot_settings", "start_reporter"]
+__all__ = ["CONFIG_WARNING", "boot_layers", "boot_settings", "start_reporter"]

@@ -14,9 +14,10 @@ import fcntl
 import json
 import os
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
-from ..config import Settings
+if TYPE_CHECKING:  # the stage imports this module; it never builds Settings
+    from ..config import Settings
 
 LOCK = "reporter.lock"
 VERDICT = "verdict.json"
@@ -25,7 +26,7 @@ FINAL_PID = "final-stage.pid"
 
 
 def path(settings_or_dir: Any, name: str) -> str:
-    run_dir = settings_or_dir.run_dir if isinstance(settings_or_dir, Settings) else settings_or_dir
+    run_dir = getattr(settings_or_dir, "run_dir", settings_or_dir)
     return os.path.join(str(run_dir), name)
 
 

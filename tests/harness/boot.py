@@ -218,7 +218,7 @@ def parse_module_timings(log_text: str, name: str = "bosky") -> dict[str, Module
 
     ``<asctime> - handlers.py[DEBUG]: start: modules-final/config-bosky: running ...``
     ``<asctime> - handlers.py[DEBUG]: finish: modules-final/config-bosky: SUCCESS: ...``
-    (the same shape in 20.4.1, 22.4.2 and 25.1.4; only 25.x appends
+    (the same shape in 20.4.1, 22.4.2, 25.1.4 and 26.2; only 25.x and later append
     `` and took N seconds`` to the finish line). The init stage's modules
     report as ``init-network``, then ``modules-config`` and ``modules-final``.
     Log times have millisecond resolution.

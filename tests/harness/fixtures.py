@@ -4,7 +4,7 @@ Register it with ``pytest_plugins = ["tests.harness.fixtures"]`` (in
 tests/conftest.py) or ``-p tests.harness.fixtures``.
 
 * ``cloudinit_release`` (session): one :class:`Release` per supported
-  cloud-init, ids ``20.4.1``, ``22.4.2``, ``25.1.4``; ``BOSKY_RELEASES=25.1.4,22.4.2``
+  cloud-init, ids ``20.4.1``, ``22.4.2``, ``25.1.4``, ``26.2``; ``BOSKY_RELEASES=25.1.4,22.4.2``
   runs a subset. Provisioned on first use (downloads; progress on stderr).
 * ``imds`` (function): a running :class:`MetadataServer`.
 * ``instance`` (function): a factory ``instance(env=None, **kwargs) -> Instance``

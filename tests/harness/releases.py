@@ -18,6 +18,7 @@ run time from the machine's own apt configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import json
@@ -118,6 +119,9 @@ RELEASE_SPECS: dict[str, ReleaseSpec] = {
         ReleaseSpec("20.4.1", "bullseye", "3.9", _PINS_PY39),
         ReleaseSpec("22.4.2", "bookworm", "3.11", _PINS_MODERN),
         ReleaseSpec("25.1.4", "trixie", "3.13", _PINS_MODERN),
+        # forky (testing) and sid both carry 26.2; forky moves the slower.
+        # sid/forky ship Python 3.14, which pyenv here lacks: booted on 3.13.
+        ReleaseSpec("26.2", "forky", "3.13", _PINS_MODERN),
     )
 }
 
@@ -139,10 +143,22 @@ class Release:
     root: Path
     site_dir: Path
     etc_cloud_template: Path
+    #: Where the stages import ``cc_bosky`` from: the checkout, or None when
+    #: bosky is installed into ``python`` (see :func:`with_installed_wheel`).
+    bosky_dir: Optional[Path] = REPO_ROOT
+
+    def at_least(self, version: str) -> bool:
+        """Whether this release is *version* (``"23.4"``) or newer."""
+        return _numbers(self.version) >= _numbers(version)
 
     def pythonpath(self, *extra: Path) -> str:
-        """PYTHONPATH for the stages: the repo root (``cc_bosky``), then cloud-init."""
-        return os.pathsep.join(str(p) for p in (REPO_ROOT, self.site_dir, *extra))
+        """PYTHONPATH for the stages: the checkout (``cc_bosky``), then cloud-init."""
+        paths = (self.bosky_dir, self.site_dir, *extra)
+        return os.pathsep.join(str(p) for p in paths if p is not None)
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
 class HarnessSetupError(RuntimeError):
@@ -466,6 +482,39 @@ def compile_bosky(release: Release) -> None:
     """
     subprocess.run([str(release.python), "-m", "compileall", "-q", str(REPO_ROOT / "cc_bosky")],
                    check=False, timeout=120, capture_output=True)
+
+
+def with_installed_wheel(release: Release, wheel: Path, home: Path) -> Release:
+    """*release* with bosky installed as users install it: *wheel* pip-installed
+    (bytecode compiled by pip) into a Python of its own under *home*, whose
+    site-packages also sees the release's libraries; no checkout on the path.
+
+    The shared release venv is left alone: other test runs use it at the same time.
+    """
+    venv = home / "venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    _run([str(base_python(RELEASE_SPECS[release.version].python)), "-m", "venv",
+          "--without-pip", str(venv)], timeout=300)
+    python = venv / "bin" / "python"
+    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                     timeout=60).strip())
+    release_site = _run([str(release.python), "-c",
+                         "import sysconfig; print(sysconfig.get_path('purelib'))"], timeout=60)
+    (site / "release-libraries.pth").write_text(release_site.strip() + "\n")
+    _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+          "--no-index", str(wheel)], timeout=PIP_TIMEOUT)
+    if not list(site.glob("cc_bosky/boot/__pycache__/launcher.*.pyc")):
+        raise HarnessSetupError(f"pip compiled no bytecode for bosky in {site}")
+    return dataclasses.replace(release, python=python, bosky_dir=None)
+
+
+def build_wheel(source: Path, dest: Path) -> Path:
+    """bosky's wheel built from the tree *source* (a checkout) into *dest*."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+          "-w", str(dest), str(source)], timeout=PIP_TIMEOUT)
+    (wheel,) = dest.glob("bosky-*.whl")
+    return wheel
 
 
 def ensure_release(version: str) -> Release:
