@@ -33,6 +33,7 @@ VANISHED_GRACE = 10.0  # cloud-init's process is gone; result.json would be writ
 # (/usr/bin/cloud-init) or the module (python -m cloudinit.cmd.main).
 _CLOUD_INIT_CMDLINE = (b"cloud-init", b"cloudinit.cmd.main")
 KINDS = ("timeout", "final")
+UNIT_LOCK_WAIT = 5.0
 
 
 class Reporter:
@@ -321,7 +322,16 @@ def _hold_lock(settings: config.Settings, environ: Mapping[str, str]) -> Optiona
     inherited = environ.get("BOSKY_REPORTER_LOCK_FD")
     if inherited and inherited.isdigit():
         return int(inherited)
-    return state.try_lock(state.path(settings, state.LOCK))
+    lock = state.try_lock(state.path(settings, state.LOCK))
+    # Started as a systemd unit, the reporter may start before the module that
+    # asked for it has let go of the lock: wait a little for it, not for a
+    # reporter that holds it for its whole life.
+    waited = 0.0
+    while lock is None and environ.get("BOSKY_REPORTER_UNIT") and waited < UNIT_LOCK_WAIT:
+        time.sleep(0.05)
+        waited += 0.05
+        lock = state.try_lock(state.path(settings, state.LOCK))
+    return lock
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -348,8 +358,10 @@ def _log_footprint() -> None:
     """Peak memory, for operators and for benchmarks/boot.py."""
     import resource
 
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    LOG.info("reporter exiting; peak memory %.1f MB", peak_kb / 1024)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+    LOG.info("reporter exiting; peak memory %.1f MB; CPU %.3f s", usage.ru_maxrss / 1024, cpu)
 
 
 if __name__ == "__main__":
