@@ -249,8 +249,10 @@ _CHROOT = ('mount -t proc proc "$0/proc" && mount --rbind /dev "$0/dev" && '
 
 
 def chroot(root: Path, *cmd: str, what: str = "") -> str:
+    # A root shell's PATH: pip puts the bosky command in /usr/local/bin.
+    env = dict(_system_env(), PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     return run(["unshare", "--mount", "--propagation", "private", "sh", "-c", _CHROOT,
-                str(root), *cmd], env=_system_env(), what=what or " ".join(cmd))
+                str(root), *cmd], env=env, what=what or " ".join(cmd))
 
 
 def baked_rootfs(suite: Suite, artifacts: Artifacts, with_bosky: bool = True) -> Path:
