@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,18 +42,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def _vm_problem() -> Optional[str]:
-    if os.geteuid() != 0:
-        return "the VM tier needs root (mmdebstrap, chroot)"
-    return qemu_available()
-
-
 @pytest.fixture(scope="session")
 def artifacts() -> image.Artifacts:
-    problem = _vm_problem()
+    if os.geteuid() != 0:  # the machine's, not set-up's: a skip even in CI
+        pytest.skip("the VM tier needs root (mmdebstrap, chroot)")
+    problem = qemu_available()
     if problem:
         needs.unavailable(problem)
-    return image.build_artifacts()
+    built = image.build_artifacts()
+    # Build the other suites' base file systems while the first boots: mmdebstrap
+    # takes about one core, a TCG guest about 1.3, and the machine has two.
+    worker = threading.Thread(target=_prebuild, args=(selected_suites(),), daemon=True,
+                              name="vm-image-prebuild")
+    worker.start()
+    # A session that ends early waits for the build in progress: no orphaned mmdebstrap.
+    atexit.register(worker.join, image.BUILD_TIMEOUT)
+    return built
+
+
+def _prebuild(suites: tuple[str, ...]) -> None:
+    for name in suites:
+        # A failure here is raised again, with its output, by the test that needs the image.
+        with contextlib.suppress(Exception):
+            image.base_rootfs(image.SUITES[name])
 
 
 def new_instance_id() -> str:
@@ -83,6 +98,9 @@ class Instance:
             if reported is not None and time.monotonic() - reported > settle_after_report:
                 break
         got += self.consumer.drain(settle=3.0)
+        # Kept beside the boot's logs: what a failed assertion was looking at.
+        (self.machine.workdir / f"events-{self.machine.boots}.json").write_text(
+            json.dumps(got, indent=1))
         if len(got) < expected:
             raise AssertionError(f"{len(got)} of {expected} event(s) arrived\n{self.diagnosis()}")
         return got

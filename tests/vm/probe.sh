@@ -39,7 +39,7 @@ section reporters
 ps -eo pid,args | grep '[c]c_bosky.reporter' >&3
 cat /proc/$(pgrep -f cc_bosky.reporter | head -n 1)/cgroup 2>/dev/null >&3
 section cloud-init-log-bosky
-grep -i bosky /var/log/cloud-init.log | tail -n 40 >&3
+grep -i bosky /var/log/cloud-init.log | grep -v "Read" | tail -n 40 >&3
 section cloud-init-errors
 grep -E 'WARNING|ERROR|Traceback' /var/log/cloud-init.log | tail -n 30 >&3
 section bosky-log

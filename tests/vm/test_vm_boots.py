@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -180,6 +181,12 @@ def test_power_cut_mid_send_loses_neither_the_command_event_nor_the_verdict(
                             "the command's event and the verdict at the endpoint")
         cut = in_flight()
         vm.machine.kill()
+        cut_at = time.time()
+        # For the record (README, fsync decision): how old each copy was at the cut.
+        arrived = {json.loads(e["Detail"])["Origin"]: r.at for r in proxy.requests
+                   for e in r.entries}
+        (vm.machine.workdir / "cut.json").write_text(json.dumps(
+            {origin: round(cut_at - at, 2) for origin, at in arrived.items()}))
         proxy.restore()
 
         vm.machine.boot()
