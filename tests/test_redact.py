@@ -281,6 +281,36 @@ def test_tail_reads_only_the_end_of_a_log_of_any_size(tmp_path: Path) -> None:
     assert tail(str(log), 2) == ["last-but-one", "last"]
 
 
+def test_tail_ends_at_the_boot_s_finished_line_not_at_ssh_keygen_chatter(
+        tmp_path: Path) -> None:
+    # The order cloud-init 25.1.4 and 26.2 wrote cloud-init-output.log in on
+    # whole-machine boots (tests/vm): the init stage's ssh-keygen output comes
+    # after the final "finished at" line.
+    log = tmp_path / "cloud-init-output.log"
+    keygen = [f"Your identification has been saved in /etc/ssh/key{i}" for i in range(60)]
+    log.write_text("\n".join([
+        "Cloud-init v. 25.1.4 running 'modules:final' at Tue, 01 Dec 2026 21:59:42 +0000.",
+        "fetching s3://releases/app-1.4.2.tar.gz",
+        "download failed: HTTP 404 Not Found",
+        "Cloud-init v. 25.1.4 finished at Tue, 01 Dec 2026 21:59:50 +0000. Datasource "
+        "DataSourceEc2Local.  Up 192.61 seconds",
+        *keygen]) + "\n")
+    got = tail(str(log), lines=3)
+    assert got[:2] == ["fetching s3://releases/app-1.4.2.tar.gz",
+                       "download failed: HTTP 404 Not Found"]
+    assert got[2].startswith("Cloud-init v. 25.1.4 finished at")
+
+
+def test_a_boot_still_running_is_not_cut_at_the_last_boot_s_finished_line(
+        tmp_path: Path) -> None:
+    log = tmp_path / "cloud-init-output.log"
+    log.write_text("\n".join([
+        "Cloud-init v. 25.1.4 finished at Tue, 01 Dec 2026 21:59:50 +0000. Up 192.61 seconds",
+        "Cloud-init v. 25.1.4 running 'init-local' at Tue, 01 Dec 2026 22:10:00 +0000.",
+        "still migrating the database"]) + "\n")
+    assert tail(str(log), lines=1) == ["still migrating the database"]
+
+
 def test_tail_of_a_huge_single_line_is_clipped(tmp_path: Path) -> None:
     log = write(tmp_path / "out.log", b"y" * (3 * 1024 * 1024))
     (line,) = tail(log, 10)

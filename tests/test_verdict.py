@@ -107,6 +107,17 @@ def test_a_failing_user_data_script_fails_in_scripts_user(tmp_path: Path, status
     as_event_detail(found)
 
 
+def test_debian_cloud_cfg_spelling_scripts_user_gives_the_same_module_name(
+        tmp_path: Path) -> None:
+    # Seen on every Debian suite booted under systemd (tests/vm): Debian's
+    # cloud.cfg lists `scripts-user`, and the error string follows the list.
+    dashed = SCRIPT_FAILED.replace("'scripts_user'", "'scripts-user'")
+    found = verdict.final_verdict(records_of(tmp_path, epoch_status([dashed]), result([dashed])))
+    assert found.fields["FailedModules"] == ["scripts_user"]
+    assert found.message == "cloud-init recorded 1 error in scripts_user"
+    assert found.fields["Errors"] == [dashed]  # cloud-init's own words stay as they were
+
+
 def test_a_failing_runcmd_also_fails_in_scripts_user(tmp_path: Path) -> None:
     found = verdict.final_verdict(records_of(tmp_path, epoch_status([RUNCMD_FAILED]),
                                              result([RUNCMD_FAILED])))

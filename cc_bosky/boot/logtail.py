@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import List
 
 from ..text import printable
@@ -32,8 +33,33 @@ def tail(path: str = OUTPUT_LOG, lines: int = 50) -> List[str]:
     body = redact(text).rstrip("\n")
     if not body:  # an empty log has no lines, not one empty line
         return []
-    kept = body.split("\n")[-lines:]
+    all_lines = body.split("\n")
+    # cloud-init 25.x and 26.x (one process, --all-stages) write ~50 lines of
+    # the init stage's ssh-keygen output after their "finished at" line (seen
+    # on whole-machine trixie and sid boots); a plain tail then showed only
+    # key fingerprints, not the failing script. The boot's own output ends at
+    # that line.
+    end = _last_finished(all_lines)
+    kept = all_lines[:end][-lines:]
     return [_clip(printable(line.rstrip("\r"), one_line=True)) for line in kept]
+
+
+_FINISHED = re.compile(r"Cloud-init v\. \S+ finished at ")
+_STARTED = re.compile(r"Cloud-init v\. \S+ running 'init")
+
+
+def _last_finished(lines: List[str]) -> int:
+    """One past this boot's "Cloud-init v. X finished at" line, or the end.
+
+    The log spans boots: a finished line before this boot's first "running
+    'init..." line is an earlier boot's, and a boot still running (a timeout
+    verdict) has none yet: then nothing is cut."""
+    for index in range(len(lines) - 1, -1, -1):
+        if _STARTED.search(lines[index]):
+            return len(lines)
+        if _FINISHED.search(lines[index]):
+            return index + 1
+    return len(lines)
 
 
 def _clip(line: str) -> str:

@@ -184,7 +184,11 @@ def failed_modules(errors: List[str]) -> List[str]:
         match = _MODULE_ERROR.match(error)
         # Bounded like Errors: cloud-init has some 60 modules, and a list
         # fit() cannot shorten must not be able to outgrow the event.
-        name = _trim(match.group(1), 100) if match else None
+        # An error names the module as the module list spells it, and Debian's
+        # cloud.cfg spells it `scripts-user`; cloud-init imports both as
+        # cc_scripts_user, so the event always says `scripts_user` and a rule
+        # written against one boot matches every other.
+        name = _trim(match.group(1).replace("-", "_"), 100) if match else None
         if name and name not in names:
             names.append(name)
             if len(names) == _MAX_ERRORS:
