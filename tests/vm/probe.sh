@@ -23,7 +23,7 @@ up = float(open("/proc/uptime").read().split()[0])
 print("%.3f" % (os.stat("/run/cloud-init/result.json").st_mtime - (time.time() - up)))' >&3
 # Give the reporter time to deliver and exit (or to show that it cannot).
 i=0
-while pgrep -f cc_bosky.reporter >/dev/null && [ $i -lt ${BOSKY_PROBE_WAIT:-120} ]; do
+while pgrep -f cc_bosky.boot.reporter >/dev/null && [ $i -lt ${BOSKY_PROBE_WAIT:-120} ]; do
   sleep 0.5; i=$((i + 1))
 done
 section result.json; cat /run/cloud-init/result.json >&3; say
@@ -37,7 +37,7 @@ for u in cloud-init-local cloud-init cloud-init-main cloud-init-network cloud-co
 done
 section reporters
 ps -eo pid,args | grep '[c]c_bosky.reporter' >&3
-cat /proc/$(pgrep -f cc_bosky.reporter | head -n 1)/cgroup 2>/dev/null >&3
+cat /proc/$(pgrep -f cc_bosky.boot.reporter | head -n 1)/cgroup 2>/dev/null >&3
 section cloud-init-log-bosky
 grep -i bosky /var/log/cloud-init.log | grep -v "Read" | tail -n 40 >&3
 section cloud-init-errors
