@@ -36,7 +36,7 @@ for u in cloud-init-local cloud-init cloud-init-main cloud-init-network cloud-co
     2>/dev/null | tr '\n' ' ' >&3; say
 done
 section reporters
-ps -eo pid,args | grep '[c]c_bosky.reporter' >&3
+ps -eo pid,args | grep '[c]c_bosky.boot.reporter' >&3
 cat /proc/$(pgrep -f cc_bosky.boot.reporter | head -n 1)/cgroup 2>/dev/null >&3
 section cloud-init-log-bosky
 grep -i bosky /var/log/cloud-init.log | grep -v "Read" | tail -n 40 >&3
