@@ -10,14 +10,14 @@ the spool once EventBridge accepted it, and flushed later otherwise.
 Spooling first is what makes a SIGKILL mid-send harmless: the record is held
 (flock) by the sending process, so no flusher sends it at the same time, and
 released by the kernel however that process ends, so the next flush sends it.
-That first copy is not fsync'd (two fsyncs cost ~70 ms, more than the send):
-it survives the process being killed, and a failed attempt rewrites it
-durably before the command reports the failure. It also survived power cuts:
-in whole-machine boots (tests/vm, bookworm's ext4) qemu was SIGKILLed while a
-`bosky --fail` and the boot's verdict were both mid-send (their requests had
-reached the endpoint 0.04 s and 3.0 s before the cut), and both arrived at
-the next boot under their original EventIds, in 2 runs of 2. Two runs bound
-no probability, so the test stays in the tier.
+That first copy is fsync'd (file, then directory) before the first byte
+leaves, although two fsyncs cost ~70 ms on the development machine, more than
+the send: in whole-machine boots (tests/vm, bookworm's ext4) qemu was
+SIGKILLed while a `bosky --fail` and the boot's verdict were both mid-send.
+Unsynced, the copies survived twice (requests 0.04 s and 3.0 s before the
+cut) and the third time the command's copy (request 0.15 s before the cut)
+came back corrupt after the reboot and was set aside: an event lost, at-least-
+once broken. A process killed mid-send loses nothing either way.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def _hold(spool: Optional[Spool], event: Item,
         return None, None
     try:
         return spool.put(event, target.region, target.endpoint_url, NOT_SENT_YET, hold=True,
-                         sync=False), None
+                         sync=True), None
     except SpoolError as exc:  # sent anyway, from memory; spooling is retried if it fails
         return None, str(exc)
 

@@ -93,7 +93,7 @@ class Instance:
             got += self.consumer.receive(expected - len(got), timeout=5)
             # Once the probe has reported (the reporter is done or stuck), waiting longer
             # would only hide why the events are missing.
-            if reported is None and len(self.machine.reports()) >= self.machine.boots:
+            if reported is None and self.machine.this_boot():
                 reported = time.monotonic()
             if reported is not None and time.monotonic() - reported > settle_after_report:
                 break
