@@ -198,6 +198,25 @@ def wait_for_reporter(path: str, timeout: float) -> dict[str, Any]:
             time.sleep(0.05)
 
 
+def wait_for_output_pipes(timeout: float) -> float:
+    """Wait until cloud-init's output ``tee`` processes have exited.
+
+    Each stage pipes its output through ``sh -c 'tee -a .../cloud-init-output.log'``;
+    the stage's exit only closes the pipe, and tee writes what is left after
+    that. On a loaded machine it may not have done so yet, and leaving this PID
+    namespace kills it: the boot's output log would miss its last lines (seen
+    once, with a VM booting beside the suite). A tee kept open by a process a
+    script left behind is given up on after ``timeout``. Returns the seconds
+    waited.
+    """
+    started = time.monotonic()
+    while any("tee -a" in line for line in leftover_processes()):
+        if time.monotonic() - started > timeout:
+            break
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
 def leftover_processes() -> list[str]:
     """Processes of this PID namespace still alive (they die when we exit)."""
     found = []
@@ -234,6 +253,7 @@ def main(plan_path: str) -> int:
             results["stages"].append(run_stage(stage, plan))
         if plan.get("wait_reporter") is not None:
             results["reporter"] = wait_for_reporter(plan["reporter_lock"], plan["wait_reporter"])
+        results["output_pipes_waited"] = wait_for_output_pipes(10.0)
         results["leftover_processes"] = leftover_processes()
     tmp = plan["results_path"] + ".tmp"
     with open(tmp, "w") as handle:
