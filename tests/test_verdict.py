@@ -380,3 +380,24 @@ def test_any_records_give_a_verdict_that_can_be_sent(status: Optional[bytes],
         seconds = verdict.elapsed(records.status, 1795776600.0, uptime)
         assert seconds is None or seconds >= 0
     verdict.current_stage(records.status)
+
+
+def test_the_reporter_wakes_within_a_poll_of_result_json_while_it_polls_slowly(
+        tmp_path: Path) -> None:
+    """Early in the boot the reporter polls cloud-init's records once a second;
+    where the config and final stages take less than that, result.json must
+    still be seen within 0.1 s, not at the next whole poll."""
+    import types
+
+    from cc_bosky.boot import reporter
+
+    naps: list = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:  # cloud-init finishes 0.3 s into the 1 s wait
+            (tmp_path / "result.json").write_text("{}")
+
+    fake = types.SimpleNamespace(cloud_run_dir=str(tmp_path), sleep=sleep)
+    reporter.Reporter._sleep_unless_finished(fake, reporter.EARLY_POLL)  # type: ignore[arg-type]
+    assert naps == [reporter.POLL] * 3

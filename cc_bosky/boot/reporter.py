@@ -108,7 +108,18 @@ class Reporter:
                     _stage_done(records.status, "modules-config"):
                 self.sleep(POLL)
             else:
-                self.sleep(EARLY_POLL)
+                self._sleep_unless_finished(EARLY_POLL)
+
+    def _sleep_unless_finished(self, seconds: float) -> None:
+        """Sleep, waking within POLL when result.json appears: a stat is cheap,
+        the records and the /proc scan are what EARLY_POLL spares. Where the
+        config and final stages take under a second (the namespace tier), a
+        plain sleep made result.json -> event ~0.6 s instead of ~0.2 s."""
+        result = os.path.join(self.cloud_run_dir, "result.json")
+        slept = 0.0
+        while slept < seconds and not os.path.exists(result):
+            self.sleep(POLL)
+            slept += POLL
 
     def prepare(self, records: verdict.Records) -> None:
         """Load now, while cloud-init is still busy, what the verdict will need:
