@@ -51,7 +51,7 @@ from tests.harness.releases import (  # noqa: E402
 from tests.support.emulator import EventBridgeEmulator, make_consumer  # noqa: E402
 
 FOOTPRINT = re.compile(r"verdict sent; CPU ([0-9.]+) s, peak memory ([0-9.]+) MB")
-STAGE_CPU = re.compile(r"bosky: reporter \d+ started in [0-9.]+ ms \(([0-9.]+) ms CPU\)")
+STAGE_CPU = re.compile(r"bosky: reporter started .+? in [0-9.]+ ms \(([0-9.]+) ms CPU\)")
 LISTINGS = {
     "final": ("bootcmd", "write_files"),
     "both": ("bootcmd", "write_files", "bosky"),

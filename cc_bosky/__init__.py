@@ -54,10 +54,10 @@ def handle(name: str, cfg: Dict[str, Any], cloud: Any, *legacy: Any,
         from .boot.launcher import start_reporter
 
         run_dir, cloud_dir = _cloud_paths(cloud)
-        pid = start_reporter(cfg.get("bosky"), run_dir, cloud_dir,
+        how = start_reporter(cfg.get("bosky"), run_dir, cloud_dir,
                              cloud_init_version=_cloud_init_version())
-        if pid:
-            log.debug("bosky: reporter %s started in %.1f ms (%.1f ms CPU)", pid,
+        if how:
+            log.debug("bosky: reporter started %s in %.1f ms (%.1f ms CPU)", how,
                       1000 * (time.perf_counter() - began),
                       1000 * (time.process_time() - began_cpu))
     except Exception as exc:  # a reporting tool must never break the boot it reports

@@ -460,8 +460,8 @@ def test_doctor_on_a_ready_image_exits_0(tmp_path: Path) -> None:
     proc = run_bosky(["doctor", "--root", str(root)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert [line[:6] for line in lines[:-1]] == ["[ ok ]"] * 7 + ["[warn]"] * 2
-    assert lines[-1] == "9 checks: 0 failed, 2 warnings"
+    assert [line[:6] for line in lines[:-1]] == ["[ ok ]"] * 8 + ["[warn]"] * 2
+    assert lines[-1] == "10 checks: 0 failed, 2 warnings"
     assert proc.stderr == ""
 
 

@@ -3,10 +3,11 @@
 Whole-machine boots (tests/vm) showed it: on cloud-init 20.4.1 and 22.4.2 a
 failing init stage makes ``cloud-init.service`` fail, and systemd kills every
 process left in that unit's cgroup, a reporter spawned there included. The
-launcher therefore asks systemd for a unit of the reporter's own. The
-namespace tier has no systemd, so these tests stand a recording
-``systemd-run`` in for it and check what the launcher asks for and what it
-falls back to.
+launcher therefore hands the reporter to systemd: by a request file that
+``bosky-reporter.path`` (written by ``bosky install``) watches, else with
+``systemd-run``. The namespace tier has no systemd, so these tests check what
+the launcher writes and asks for, with a recording ``systemd-run``; the VM
+tier proves that systemd acts on it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Dict
 
 import pytest
 
-from cc_bosky.boot import launcher, state
+from cc_bosky.boot import handoff, launcher, state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,37 +51,121 @@ def test_without_systemd_as_pid_1_there_is_no_unit_to_ask_for() -> None:
     with open("/proc/1/comm") as f:
         if f.read().strip() == "systemd":
             pytest.skip("systemd is PID 1 here")
-    assert launcher._systemd_run() is None
+    assert handoff.needs_own_unit() is False
 
 
-def test_under_systemd_the_reporter_gets_a_unit_of_its_own(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = fake_systemd_run(tmp_path)
-    monkeypatch.setattr(launcher, "_systemd_run", lambda: str(fake))
+@pytest.fixture
+def under_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stage runs in a unit that may kill its children; the path unit's
+    enablement link and request file live under tmp_path (not enabled yet)."""
+    monkeypatch.setattr(handoff, "needs_own_unit", lambda: True)
+    link = tmp_path / "etc" / "sysinit.target.wants" / handoff.PATH_UNIT
+    monkeypatch.setattr(handoff, "ENABLED_LINK", str(link))
+    monkeypatch.setattr(handoff, "REQUEST_FILE", str(tmp_path / "run-bosky" / "reporter.request"))
     monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTS", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-on-a-command-line")
     monkeypatch.setenv("UNRELATED_SECRET", "x")
+    return link
 
-    launcher.start_reporter(stanza(tmp_path), str(tmp_path / "cloud"), str(tmp_path / "lib"))
 
-    asked = json.loads((tmp_path / "systemd-run.json").read_text())
-    argv = asked["argv"]
-    assert {"--unit=bosky-reporter", "--no-block", "--collect"} <= set(argv)
-    assert "--setenv=AWS_ENDPOINT_URL_EVENTS=http://127.0.0.1:9" in argv
-    assert not any("UNRELATED_SECRET" in a for a in argv)
-    assert argv[-3:] == ["-m", "cc_bosky.boot.reporter", str(tmp_path / "run" / state.JOB)]
-    # systemd starts the unit, not us: no lock fd is handed down.
-    assert not any("BOSKY_REPORTER_LOCK_FD" in a for a in argv)
-    assert not any(f.endswith(state.LOCK) for f in asked["files"])
+def enable_path_unit(link: Path) -> None:
+    unit = link.parent.parent / handoff.PATH_UNIT
+    unit.parent.mkdir(parents=True, exist_ok=True)
+    unit.write_text("[Path]\n")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(unit)
+
+
+def no_spawning(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> int:
+        raise AssertionError(f"the stage started a process: {args[:2]}")
+
+    monkeypatch.setattr(launcher.os, "posix_spawn", refuse)
+
+
+def test_with_the_path_unit_enabled_the_stage_only_writes_a_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, under_systemd: Path) -> None:
+    enable_path_unit(under_systemd)
+    no_spawning(monkeypatch)
+
+    how = launcher.start_reporter(stanza(tmp_path), str(tmp_path / "cloud"), str(tmp_path / "lib"))
+
+    assert how == f"by {handoff.PATH_UNIT}"
+    job_file = tmp_path / "run" / state.JOB
+    assert Path(handoff.REQUEST_FILE).read_text() == str(job_file)
+    job = json.loads(job_file.read_text())
+    # systemd gives the unit its own environment: what the reporter needs travels in the job.
+    assert job["environ"]["AWS_ENDPOINT_URL_EVENTS"] == "http://127.0.0.1:9"
+    assert job["environ"]["AWS_SECRET_ACCESS_KEY"] == "not-on-a-command-line"
+    assert "UNRELATED_SECRET" not in job["environ"]
+    assert (job_file.stat().st_mode & 0o777) == 0o600
     # The module has let go of the lock, so the unit's reporter can take it.
     fd = state.try_lock(str(tmp_path / "run" / state.LOCK))
     assert fd is not None
     os.close(fd)
 
 
+def test_the_reporter_takes_the_request_so_the_path_unit_does_not_start_it_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, under_systemd: Path) -> None:
+    enable_path_unit(under_systemd)
+    no_spawning(monkeypatch)
+    launcher.start_reporter(stanza(tmp_path), str(tmp_path / "cloud"), str(tmp_path / "lib"))
+    request = Path(handoff.REQUEST_FILE)
+
+    assert handoff.take_request(str(request)) == str(tmp_path / "run" / state.JOB)
+    assert not request.exists()
+    assert handoff.take_request(str(request)) is None
+
+
+def test_a_reporter_started_by_the_unit_gets_the_stage_environment_from_the_job(
+        tmp_path: Path) -> None:
+    job_file = tmp_path / "job.json"
+    (tmp_path / "run").mkdir()
+    settings = {"run_dir": str(tmp_path / "run"), "spool_dir": str(tmp_path / "spool")}
+    state.write_json(str(job_file), {"settings": settings,
+                                     "environ": {"AWS_ENDPOINT_URL_EVENTS": "http://x"}})
+    request = tmp_path / "reporter.request"
+    request.write_text(str(job_file))
+    code = ("import os, sys; from cc_bosky.boot import reporter;"
+            "reporter.Reporter.run = lambda self: print(os.environ.get('AWS_ENDPOINT_URL_EVENTS'));"
+            f"sys.exit(reporter.main(['--request', {str(request)!r}]))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={**env, "BOSKY_REPORTER_UNIT": "1"}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "http://x"
+    assert not request.exists()
+
+
+def test_without_the_path_unit_the_reporter_gets_a_transient_unit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, under_systemd: Path) -> None:
+    fake = fake_systemd_run(tmp_path)
+    monkeypatch.setattr(handoff, "_SYSTEMD_RUN", (str(fake),))
+
+    how = launcher.start_reporter(stanza(tmp_path), str(tmp_path / "cloud"), str(tmp_path / "lib"))
+
+    assert how == f"as {handoff.SERVICE_UNIT} (systemd-run)"
+    assert not Path(handoff.REQUEST_FILE).exists()
+    asked = json.loads((tmp_path / "systemd-run.json").read_text())
+    argv = asked["argv"]
+    assert {"--unit=bosky-reporter", "--no-block", "--collect"} <= set(argv)
+    # The environment travels in the job (mode 0600), never on a command line.
+    assert not any("AWS_" in a or "UNRELATED_SECRET" in a for a in argv)
+    job = json.loads((tmp_path / "run" / state.JOB).read_text())
+    assert job["environ"]["AWS_ENDPOINT_URL_EVENTS"] == "http://127.0.0.1:9"
+    assert argv[-3:] == ["-m", "cc_bosky.boot.reporter", str(tmp_path / "run" / state.JOB)]
+    # systemd starts the unit, not us: no lock fd is handed down.
+    assert not any("BOSKY_REPORTER_LOCK_FD" in a for a in argv)
+    assert not any(f.endswith(state.LOCK) for f in asked["files"])
+    fd = state.try_lock(str(tmp_path / "run" / state.LOCK))
+    assert fd is not None
+    os.close(fd)
+
+
 def test_when_systemd_run_fails_the_reporter_is_spawned_directly(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, under_systemd: Path) -> None:
     fake = fake_systemd_run(tmp_path, exit_code=1)
-    monkeypatch.setattr(launcher, "_systemd_run", lambda: str(fake))
+    monkeypatch.setattr(handoff, "_SYSTEMD_RUN", (str(fake),))
     spawned: Dict[str, Any] = {}
 
     def posix_spawn(path: str, argv: Any, env: Any, **kw: Any) -> int:
@@ -91,9 +176,9 @@ def test_when_systemd_run_fails_the_reporter_is_spawned_directly(
 
     real_spawn = os.posix_spawn
     monkeypatch.setattr(launcher.os, "posix_spawn", posix_spawn)
-    pid = launcher.start_reporter(stanza(tmp_path), str(tmp_path / "cloud"),
+    how = launcher.start_reporter(stanza(tmp_path), str(tmp_path / "cloud"),
                                   str(tmp_path / "lib"))
-    assert pid == 4242
+    assert how == "pid 4242"
     assert spawned["argv"][1:3] == ["-m", "cc_bosky.boot.reporter"]
     assert "BOSKY_REPORTER_LOCK_FD" in spawned["env"]
 

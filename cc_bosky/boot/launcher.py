@@ -8,16 +8,11 @@ imports no dataclasses and builds no Settings: the reporter does. The
 reporter is a separate process because the verdict only exists after
 cloud-init's last module has run.
 
-Where systemd is PID 1 the reporter is started as its own transient unit
-(``systemd-run --unit=bosky-reporter``), not as a child of the stage: up to
-cloud-init 24.2, ``cloud-init.service`` (the init stage) keeps systemd's
-default ``KillMode=control-group``, and when that stage exits non-zero (a
-failing ``bootcmd``, say) systemd kills every process left in its cgroup --
-seen on whole-machine boots of 20.4.1 and 22.4.2 (tests/vm), where such a
-boot that then hung never got its ``timeout``. A unit of its own survives
-every outcome of cloud-init's units. Elsewhere (containers, the namespace
-test tier, and cloud-init's units with KillMode=process) the reporter is
-``posix_spawn``-ed in its own session.
+Where systemd is PID 1 and the stage's unit may kill what it leaves behind
+(``cloud-init.service`` up to 24.2), the reporter runs in a unit of its own
+(:mod:`~cc_bosky.boot.handoff`); elsewhere (containers, the namespace test
+tier, and cloud-init's units with KillMode=process) it is ``posix_spawn``-ed
+in its own session.
 """
 
 from __future__ import annotations
@@ -29,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from .. import layers
 from ..errors import ConfigError
-from . import state
+from . import handoff, state
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -87,8 +82,9 @@ def current_stage(cloud_run_dir: str) -> Optional[str]:
 
 def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
                    cloud_data_dir: str = CLOUD_DATA_DIR,
-                   cloud_init_version: Optional[str] = None) -> Optional[int]:
-    """Start this boot's reporter unless one runs already; returns its pid."""
+                   cloud_init_version: Optional[str] = None) -> Optional[str]:
+    """Start this boot's reporter unless one runs already; returns how it was
+    started (for cloud-init's log), or None when one was running."""
     valid, problems = boot_layers(stanza, os.environ)
     run_dir = str(valid.get("run_dir") or layers.default("run_dir"))
     state.ensure_run_dir(run_dir)
@@ -102,6 +98,7 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
         return None
     if problems:  # once per boot: only the stage that starts the reporter says it
         LOG.warning("%s%s", CONFIG_WARNING, "; ".join(problems))
+    own_unit = handoff.needs_own_unit()
     try:
         job = {
             "settings": valid,  # the reporter builds its Settings from these
@@ -111,16 +108,18 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
             "cloud_init_version": cloud_init_version,
             "started_in": "modules-final" if in_final else "early",
         }
+        if own_unit:  # systemd starts it with its own environment, not the stage's
+            job["environ"] = handoff.passed_environment(os.environ)
         job_file = state.path(run_dir, state.JOB)
         state.write_json(job_file, job)
-        return _spawn(job_file, lock)
+        return _spawn(job_file, lock, own_unit)
     finally:
         os.close(lock)  # the reporter holds the lock through its own copy
 
 
-def _spawn(job_file: str, lock: int) -> int:
-    """Start the reporter: as its own systemd unit where systemd is PID 1, else
-    in its own session holding ``lock``; /dev/null for its standard streams.
+def _spawn(job_file: str, lock: int, own_unit: bool) -> str:
+    """Start the reporter: in a unit of its own when ``own_unit``, else in its
+    own session holding ``lock``; /dev/null for its standard streams.
 
     posix_spawn, not subprocess: on Python 3.9 (cloud-init 20.x and 21.x)
     subprocess forks, and copying the page tables of cloud-init's large
@@ -128,74 +127,15 @@ def _spawn(job_file: str, lock: int) -> int:
     """
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     reporter = [sys.executable, "-m", "cc_bosky.boot.reporter", job_file]
-    systemd_run = _systemd_run()
-    if systemd_run:
-        pid = _start_unit(systemd_run, reporter, null)
+    if own_unit:
+        if handoff.request(job_file):
+            return f"by {handoff.PATH_UNIT}"
+        pid = handoff.systemd_run(reporter, null)
         if pid:
-            return pid
+            return f"as {handoff.SERVICE_UNIT} (systemd-run)"
     env = dict(os.environ, BOSKY_REPORTER_LOCK_FD=str(lock))
     os.set_inheritable(lock, True)  # every other fd of cloud-init stays close-on-exec
-    return os.posix_spawn(sys.executable, reporter, env, file_actions=null, setsid=True)
-
-
-#: The unit's name is fixed, so systemd itself refuses a second reporter
-#: while one runs; --collect frees the name when it exits, however it exits.
-REPORTER_UNIT = "bosky-reporter"
-_SYSTEMD_RUN = ("/usr/bin/systemd-run", "/bin/systemd-run")
-# What the reporter needs from the stage's environment: its settings came from
-# there too (BOSKY_*, AWS_*), and a proxy a drop-in gave cloud-init applies to it.
-_PASSED_ENV = ("AWS_", "BOSKY_", "PYTHONPATH", "http_proxy", "https_proxy", "no_proxy",
-               "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
-
-
-#: cloud-init's units that use KillMode=process on every release (their unit
-#: files say so): a child started there outlives the unit whatever its result,
-#: so the reporter is spawned directly and the stage pays nothing more.
-_SPARING_UNITS = (b"cloud-final.service", b"cloud-init-main.service")
-
-
-def _systemd_run() -> Optional[str]:
-    """systemd-run's path when systemd is PID 1 of this PID namespace and this
-    stage runs in a unit that may kill its children (e.g. ``cloud-init.service``
-    up to 24.2), else None."""
-    try:
-        with open("/proc/1/comm", "rb") as f:
-            if f.read().strip() != b"systemd" or not os.path.isdir("/run/systemd/system"):
-                return None
-        with open("/proc/self/cgroup", "rb") as f:
-            unit = f.read().strip().rsplit(b"/", 1)[-1]
-    except OSError:
-        return None
-    if unit in _SPARING_UNITS:
-        return None
-    return next((p for p in _SYSTEMD_RUN if os.access(p, os.X_OK)), None)
-
-
-def _start_unit(systemd_run: str, reporter: List[str],
-                null: List[Tuple[Any, ...]]) -> Optional[int]:
-    """Start the reporter as a transient unit; the pid of systemd-run once the
-    unit is queued, or None (the caller then falls back to posix_spawn).
-
-    This waits for systemd-run (it returns as soon as systemd has the job,
-    --no-block): the stage may be about to fail, and its cgroup killed with
-    every child in it, so the request must have reached systemd before the
-    module returns. The reporter takes the lock itself (it is not our child).
-    """
-    setenv = [f"--setenv={k}={v}" for k, v in os.environ.items()
-              if k.startswith(_PASSED_ENV) and k != "BOSKY_REPORTER_LOCK_FD"]
-    argv = [systemd_run, f"--unit={REPORTER_UNIT}", "--no-block", "--collect", "--quiet",
-            "--description=bosky boot reporter", "--setenv=BOSKY_REPORTER_UNIT=1", *setenv,
-            *reporter]
-    try:
-        pid = os.posix_spawn(systemd_run, argv, dict(os.environ), file_actions=null)
-        _, status = os.waitpid(pid, 0)
-    except OSError as exc:
-        LOG.debug("bosky: systemd-run failed: %s", exc)
-        return None
-    if status != 0:
-        LOG.debug("bosky: systemd-run exited with status %s", status)
-        return None
-    return pid
+    return f"pid {os.posix_spawn(sys.executable, reporter, env, file_actions=null, setsid=True)}"
 
 
 def _write(file: str, text: str) -> None:

@@ -1,12 +1,14 @@
 """The boot reporter: waits for cloud-init's verdict and delivers it.
 
 Started by the module (``python -m cc_bosky.boot.reporter JOB``) in its own
-session, holding ``run_dir/reporter.lock`` for its whole life. It polls
-cloud-init's records, sends ``timeout`` once if the deadline passes, sends the
-final verdict when ``result.json`` appears (or ``fail`` if cloud-init is gone
-without one), then keeps flushing the spool for ``flush_window`` seconds and
-exits. Each verdict is spooled before it is sent, so a reporter killed
-mid-send loses nothing: the next boot or ``bosky flush`` sends it, under the
+session, or by ``bosky-reporter.path`` (``--request FILE``, naming the job)
+in a unit of its own (:mod:`~cc_bosky.boot.handoff`), holding
+``run_dir/reporter.lock`` for its whole life. It polls cloud-init's records,
+sends ``timeout`` once if the deadline passes, sends the final verdict when
+``result.json`` appears (or ``fail`` if cloud-init is gone without one), then
+keeps flushing the spool for ``flush_window`` seconds and exits. Each verdict
+is spooled before it is sent, so a reporter killed mid-send loses nothing: the
+next boot or ``bosky flush`` sends it, under the
 same EventId.
 """
 
@@ -23,7 +25,7 @@ from .. import arns, config
 from ..delivery.spool import Spool, SpoolError
 from ..event import Event, make_event, stable_event_id
 from ..identity import Identity, identity_from_record, read_boot_id
-from . import state, verdict
+from . import handoff, state, verdict
 
 LOG = logging.getLogger("bosky.reporter")
 LOG_FILE = "/var/log/bosky.log"
@@ -403,10 +405,18 @@ def _hold_lock(settings: config.Settings, environ: Mapping[str, str]) -> Optiona
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     _setup_logging()
-    job = state.read_json(args[0]) if args else None
+    job_file: Optional[str] = args[0] if args else None
+    if args[:1] == ["--request"] and len(args) == 2:  # started by bosky-reporter.path
+        job_file = handoff.take_request(args[1])
+    job = state.read_json(job_file) if job_file else None
     if job is None:
         LOG.error("no readable job file given: %s", args)
         return 2
+    # A reporter in its own unit has systemd's environment, not the stage's.
+    passed = job.get("environ")
+    if isinstance(passed, dict) and os.environ.get("BOSKY_REPORTER_UNIT"):
+        os.environ.update({k: v for k, v in passed.items()
+                           if isinstance(k, str) and isinstance(v, str)})
     try:
         settings = config.build(config.lenient(job.get("settings") or {}, "job")[0])
         if _hold_lock(settings, os.environ) is None:

@@ -372,6 +372,14 @@ class ConfigView:
     origin: Mapping[str, str]  # key -> the layer that set it
 
 
+def check_units(root: Path) -> Check:
+    from .units import units_state
+
+    ready, detail = units_state(root)
+    return Check("reporter unit", OK if ready else WARN, detail,
+                 f"bosky install{_root_flag(root)}")
+
+
 def load_config(root: Path, environ: Mapping[str, str],
                 config_file: Optional[str] = None) -> ConfigView:
     """/etc/bosky/config.yaml, the ``bosky:`` stanzas of cloud.cfg(.d), the environment.
@@ -622,6 +630,7 @@ def run_checks(root: Path, environ: Mapping[str, str], config_file: Optional[str
         _guarded("imports", lambda: check_imports(probe, python, environ, live)),
         _guarded("registered", lambda: check_registered(root)),
         _guarded("drop-in", lambda: check_dropin(root)),
+        _guarded("reporter unit", lambda: check_units(root)),
         _guarded("config", lambda: check_config(view)),
         _guarded("region", lambda: check_region(region, source, instance)),
         _guarded("credentials", lambda: check_credentials(environ, instance)),

@@ -14,6 +14,8 @@ upgrade changes them in ``cloud.cfg``, the drop-in still wins with the old
 ones. The header says so, and :func:`dropin_state` (used by ``bosky doctor``)
 detects the drift by computing the lists again and comparing.
 
+Under systemd it also writes the boot reporter's own units (:mod:`.units`).
+
 Files are recognised as bosky's by a marker on their first line, so
 ``uninstall`` never deletes a file someone else wrote.
 """
@@ -442,7 +444,8 @@ def _parser(name: str, description: str) -> ArgParser:
 
 def install_command(argv: List[str], environ: Mapping[str, str]) -> int:
     p = _parser("install", "Register the bosky module with cloud-init: write "
-                f"{DROPIN_NAME} re-stating the effective module lists with bosky added.")
+                f"{DROPIN_NAME} re-stating the effective module lists with bosky added, "
+                "and (under systemd) the boot reporter's own units.")
     p.add_argument("--config", action="store_true",
                    help=f"also write a starter 'bosky:' stanza to {CONFIG_NAME}")
     p.add_argument("--project", help="with --config: the event Source")
@@ -451,11 +454,14 @@ def install_command(argv: List[str], environ: Mapping[str, str]) -> int:
     args = p.parse_args(argv)
     stanza = _stanza(args)
     system = read_system(Path(args.root))
-    results = [_install_dropin(system)]
+    from .units import install_units
+
+    results = [_install_dropin(system), install_units(Path(args.root), environ)]
     if stanza is not None:
         results.append(_install_stanza(system, stanza))
     for line, _ in results:
-        print(printable(line))
+        if line:
+            print(printable(line))
     if not any(changed for _, changed in results):
         print("nothing changed: bosky was already installed")
     return EXIT_OK
@@ -514,6 +520,10 @@ def uninstall_command(argv: List[str], environ: Mapping[str, str]) -> int:
     confd = _confd_for_uninstall(root)
     for name in (DROPIN_NAME, CONFIG_NAME):
         print(printable(_remove(confd / name)))
+    from .units import uninstall_units
+
+    for line in uninstall_units(root):
+        print(printable(line))
     note = _still_listed(root)
     if note:
         print(printable(note))

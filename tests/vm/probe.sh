@@ -35,6 +35,8 @@ for u in cloud-init-local cloud-init cloud-init-main cloud-init-network cloud-co
   systemctl show -p Id,LoadState,ActiveState,Result,KillMode,ExecMainStatus "$u.service" \
     2>/dev/null | tr '\n' ' ' >&3; say
 done
+systemctl show -p Id,LoadState,ActiveState,UnitFileState bosky-reporter.path 2>/dev/null \
+  | tr '\n' ' ' >&3; say
 section reporters
 ps -eo pid,args | grep '[c]c_bosky.boot.reporter' >&3
 cat /proc/$(pgrep -f cc_bosky.boot.reporter | head -n 1)/cgroup 2>/dev/null >&3

@@ -117,6 +117,12 @@ def test_init_stage_failure_then_hang_still_gets_its_timeout(
     # ...and the timeout still left at the deadline, while runcmd was sleeping
     # its 150 s, not when the final stage woke a new reporter after the hang.
     assert _seconds(final["Time"]) - _seconds(timeout["Time"]) > 60
+    # The init stage only wrote a request: bosky-reporter.path (bosky install
+    # enabled it in the image) had systemd start the reporter in its own unit.
+    assert "reporter started by bosky-reporter.path" in report["cloud-init-log-bosky"]
+    path_unit = next(line for line in report["units"].splitlines()
+                     if "Id=bosky-reporter.path" in line)
+    assert "ActiveState=active" in path_unit and "UnitFileState=enabled" in path_unit
 
 
 STANZA_USER_DATA = b"#cloud-config\nbosky:\n  project: bosky-vm\n"
