@@ -382,6 +382,31 @@ def test_any_records_give_a_verdict_that_can_be_sent(status: Optional[bytes],
     verdict.current_stage(records.status)
 
 
+# -- the user-data stanza's schema check runs in a child that takes its memory with it -----
+
+
+def test_the_schema_check_runs_in_a_child_and_its_answer_comes_back(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    from cc_bosky.boot import cloudconfig
+
+    parent = os.getpid()
+    with caplog.at_level("INFO", logger="bosky.reporter"):
+        assert cloudconfig._in_child(lambda: os.getpid() != parent) is True
+        assert cloudconfig._in_child(lambda: False) is False
+    assert "schema check in a child process: valid apart from the bosky key" in caplog.text
+
+
+def test_a_schema_check_that_fails_in_the_child_is_done_in_the_reporter_instead() -> None:
+    from cc_bosky.boot import cloudconfig
+
+    def broken() -> bool:
+        raise RuntimeError("cloud-init's schema would not load")
+
+    assert cloudconfig._in_child(broken) is None  # the caller then checks in process
+
+
 def test_the_reporter_wakes_within_a_poll_of_result_json_while_it_polls_slowly(
         tmp_path: Path) -> None:
     """Early in the boot the reporter polls cloud-init's records once a second;

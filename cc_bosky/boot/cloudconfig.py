@@ -12,15 +12,20 @@ combines cloud-config parts with cloud-init's own mergers, for
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import logging
 import os
 import re
+import signal
 from functools import cache
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import config, schemas
 from ..errors import ConfigError
+
+LOG = logging.getLogger("bosky.reporter")
 
 _SCHEMA_WARNING = re.compile(r"schema|invalid cloud-config", re.IGNORECASE)
 _CLOUD_CONFIG_FILES = ("cloud-config.txt", "vendor-cloud-config.txt", "vendor2-cloud-config.txt")
@@ -143,6 +148,10 @@ def schema_warning_in(status: Optional[Dict[str, Any]]) -> bool:
     return False
 
 
+#: How long the reporter waits for the forked check before doing it itself.
+CHECK_TIMEOUT = 30.0
+
+
 @cache
 def instance_config_valid(cloud_data_dir: str) -> bool:
     """Whether this instance's cloud-config (user and vendor data, as cloud-init
@@ -151,18 +160,80 @@ def instance_config_valid(cloud_data_dir: str) -> bool:
     Cached: the reporter works it out while it waits, so the verdict does not
     wait for cloud-init's schema and jsonschema to load. Without a stanza in
     them (it is in cloud.cfg.d) the warning is not about bosky, and cloud-init's
-    schema is not loaded at all.
+    schema is not loaded at all. With one, the check runs in a forked child:
+    cloud-init's schema and jsonschema (~15 MB) then leave with the child
+    instead of staying in the reporter through its flush window.
     """
-    instance = os.path.join(cloud_data_dir, "instance")
-    found_files = [data for data in (_load(os.path.join(instance, name))
-                                     for name in _CLOUD_CONFIG_FILES) if data is not None]
-    if not any("bosky" in data for data in found_files):
+    files = _instance_config_files(cloud_data_dir)
+    if not any("bosky" in data for data in files):
         return False
+    answer = _in_child(lambda: _valid_without_bosky(files))
+    return _valid_without_bosky(files) if answer is None else answer
+
+
+def _instance_config_files(cloud_data_dir: str) -> List[Dict[str, Any]]:
+    instance = os.path.join(cloud_data_dir, "instance")
+    return [data for data in (_load(os.path.join(instance, name))
+                              for name in _CLOUD_CONFIG_FILES) if data is not None]
+
+
+def _valid_without_bosky(found_files: Sequence[Dict[str, Any]]) -> bool:
     for data in found_files:  # the stanza's own problems are bosky's ConfigWarnings
         found, with_cloud_init = problems({k: v for k, v in data.items() if k != "bosky"})
         if found or not with_cloud_init:
             return False
     return True
+
+
+def _in_child(check: Callable[[], bool]) -> Optional[bool]:
+    """``check()`` in a forked child (one byte back through a pipe), or None
+    when that did not work: the caller then runs it in this process."""
+    import select
+
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    if pid == 0:  # the child: no logging, no cleanup handlers, just the answer
+        code = 1
+        try:
+            os.close(read_end)
+            shared = _status_kb("VmRSS")  # the reporter's pages, shared until written
+            ok = check()
+            os.write(write_end, f"{int(ok)} {max(0, _status_kb('VmHWM') - shared)}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], CHECK_TIMEOUT)
+        answer = os.read(read_end, 64) if ready else b""
+    finally:
+        os.close(read_end)
+        if not answer:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    valid, _, peak = answer.decode("ascii", "replace").partition(" ")
+    if valid not in ("0", "1"):
+        return None
+    LOG.info("cloud-config schema check in a child process: %s; it grew by %s MB",
+             "valid apart from the bosky key" if valid == "1" else "not valid",
+             f"{int(peak) / 1024:.1f}" if peak.isdigit() else "unknown")
+    return valid == "1"
+
+
+def _status_kb(field: str) -> int:
+    """A kB figure of this process's /proc status (VmRSS, VmHWM); 0 if absent."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
 
 
 def _load(path: str) -> Optional[Dict[str, Any]]:
