@@ -9,8 +9,9 @@
 #   BAKE_STEP           install (default) or doctor
 #   BAKE_PROJECT        install: the event Source (bosky's project), required
 #   BAKE_EVENT_BUS      install: event bus name or ARN (default: default)
-#   BAKE_BOSKY_PACKAGE  install: pip requirement for bosky (default: bosky);
-#                       a version pin, or a wheel file copied onto the machine
+#   BAKE_BOSKY_PACKAGE  install: bosky's package (default: bosky): a pip
+#                       requirement or wheel file, or a bosky_VERSION_all.deb
+#                       copied onto the machine (Debian and Ubuntu: apt installs it)
 #   BAKE_DOCTOR_ARGS    doctor: extra arguments, e.g. --image on a build instance
 set -euo pipefail
 
@@ -30,31 +31,43 @@ case "$python" in
 esac
 
 ensure_pip() {
-  if "$python" -m pip --version > /dev/null 2>&1; then
-    return
+  if ! "$python" -m pip --version > /dev/null 2>&1; then
+    system_packages python3-pip
   fi
+}
+
+system_packages() {
   if command -v apt-get > /dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
   elif command -v dnf > /dev/null; then
-    dnf install -y -q python3-pip
+    dnf install -y -q "$@"
   else
-    yum install -y -q python3-pip
+    yum install -y -q "$@"
   fi
 }
 
 install_bosky() {
   local project="${BAKE_PROJECT:?set BAKE_PROJECT to the event Source (bosky project)}"
+  local package="${BAKE_BOSKY_PACKAGE:-bosky}"
   local flags=(--no-cache-dir --upgrade)
-  # Distributions mark their Python as externally managed (PEP 668). cloud-init
-  # sees only what is installed into that Python, so that is where bosky goes.
-  if "$python" -c 'import os, sys, sysconfig
+  if [[ "$package" == *.deb ]]; then
+    # Debian's own route: dist-packages, python3-boto3 and python3-yaml from apt.
+    [[ "$package" == /* ]] || package="./$package"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package"
+  elif "$python" -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'
   then
-    flags+=(--break-system-packages)
+    # An externally managed Python (PEP 668) is the distribution's: its boto3
+    # and PyYAML come from its packages, and pip adds bosky alone (--no-deps),
+    # so nothing the distribution installed is replaced. A .deb avoids pip.
+    system_packages python3-boto3 python3-yaml
+    ensure_pip
+    "$python" -m pip install "${flags[@]}" --no-deps --break-system-packages "$package"
+  else
+    ensure_pip
+    "$python" -m pip install "${flags[@]}" "$package"
   fi
-  ensure_pip
-  "$python" -m pip install "${flags[@]}" "${BAKE_BOSKY_PACKAGE:-bosky}"
   "$python" -m cc_bosky install --config --project "$project" \
     --event-bus "${BAKE_EVENT_BUS:-default}"
 }

@@ -22,7 +22,7 @@ variable "bosky_event_bus" {
 variable "bosky_package" {
   type        = string
   default     = "bosky"
-  description = "pip requirement for bosky, e.g. bosky==0.1.0."
+  description = "bosky's package: a pip requirement (e.g. bosky==0.1.0), or a wheel or bosky_VERSION_all.deb file copied onto the machine."
 }
 
 build {

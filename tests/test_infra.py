@@ -477,9 +477,11 @@ if [ "$1" = -c ] && [ -n "${{FAKE_EXTERNALLY_MANAGED:-}}" ]; then exit 0; fi
 exec {sys.executable} "$@"
 """, 0o755)
     write(bindir / "cloud-init", f"#!{python}\nimport sys\n", 0o755)
+    apt_log = tmp_path / "apt.log"
+    write(bindir / "apt-get", f"#!/bin/bash\necho \"$*\" >> {apt_log}\n", 0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BOSKY_", "BAKE_"))}
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
-    return {"root": root, "env": env, "pip_log": log}
+    return {"root": root, "env": env, "pip_log": log, "apt_log": apt_log}
 
 
 BASH = shutil.which("bash") or "/bin/bash"
@@ -492,7 +494,13 @@ def run_script(text: str, env: Mapping[str, str]) -> subprocess.CompletedProcess
 
 def pip_calls(machine: Mapping[str, Any]) -> List[str]:
     """The arguments of each ``python -m pip`` the script ran."""
-    return list(machine["pip_log"].read_text().splitlines())
+    log = machine["pip_log"]
+    return list(log.read_text().splitlines()) if log.exists() else []
+
+
+def apt_calls(machine: Mapping[str, Any]) -> List[str]:
+    log = machine["apt_log"]
+    return list(log.read_text().splitlines()) if log.exists() else []
 
 
 def test_the_bake_script_installs_registers_and_checks(bake_machine: Dict[str, Any]) -> None:
@@ -524,13 +532,24 @@ def test_the_bake_script_refuses_what_it_cannot_do(bake_machine: Dict[str, Any])
     assert proc.returncode == 1 and "[FAIL] registered" in proc.stdout
 
 
-def test_an_externally_managed_python_gets_break_system_packages(
+def test_an_externally_managed_python_keeps_its_distribution_packages(
         bake_machine: Dict[str, Any]) -> None:
     env = {**bake_machine["env"], "BAKE_PROJECT": "fleet", "FAKE_EXTERNALLY_MANAGED": "1"}
     proc = run_script(BAKE_SCRIPT.read_text(), env)
     assert proc.returncode == 0, proc.stderr
+    # boto3 and PyYAML from the distribution; pip adds bosky alone, replacing nothing.
+    assert "install -y -q python3-boto3 python3-yaml" in apt_calls(bake_machine)
     assert pip_calls(bake_machine)[-1] == \
-        "install --no-cache-dir --upgrade --break-system-packages bosky"
+        "install --no-cache-dir --upgrade --no-deps --break-system-packages bosky"
+
+
+def test_a_deb_is_installed_with_apt_not_pip(bake_machine: Dict[str, Any]) -> None:
+    env = {**bake_machine["env"], "BAKE_PROJECT": "fleet", "FAKE_EXTERNALLY_MANAGED": "1",
+           "BAKE_BOSKY_PACKAGE": "bosky_0.1.0_all.deb"}
+    proc = run_script(BAKE_SCRIPT.read_text(), env)
+    assert proc.returncode == 0, proc.stderr
+    assert apt_calls(bake_machine) == ["install -y -q ./bosky_0.1.0_all.deb"]
+    assert pip_calls(bake_machine) == []
 
 
 def test_the_image_builder_steps_run_as_written(bake_machine: Dict[str, Any]) -> None:
