@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 from typing import Any, Callable, Iterator, List
 
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from cc_bosky.delivery.spool import Spool
 from tests.support.actions_emulator import ActionsEmulator, Hook
 from tests.support.faultproxy import FaultProxy
-from tests.test_delivery import wait_for
+from tests.support.scenes import restored_after
 from tests.test_spool import arrived
 
 pytestmark = [pytest.mark.cloudinit]
@@ -143,23 +142,15 @@ def test_endpoint_down_during_the_boot_and_back_later_completes_exactly_once(
         proxy.refuse()
         inst = member(endpoint=proxy.url)
         spool = Spool(str(inst.paths.var_lib_bosky / "spool"))
-        problems: List[BaseException] = []
 
-        def back_after_a_failed_attempt() -> None:
-            try:
-                wait_for(lambda: any(r.attempts >= 1 and r.path.endswith(".action")
-                                     for r in spool.records()[0]), 90,
-                         "the reporter to spool the completion and fail to make it")
-            except BaseException as exc:  # reported by the test thread
-                problems.append(exc)
-            proxy.restore()
+        def failed_once() -> bool:
+            return any(r.attempts >= 1 and r.path.endswith(".action")
+                       for r in spool.records()[0])
 
-        helper = threading.Thread(target=back_after_a_failed_attempt, daemon=True)
-        helper.start()
-        inst.boot(user_data=cloud_config(consumer, lifecycle_hook="boot-check", send_timeout=2,
-                                         flush_window=60), wait_reporter=120)
-        helper.join(10)
-        assert not problems, problems
+        with restored_after(proxy, failed_once, 90,
+                            "the reporter to spool the completion and fail to make it"):
+            inst.boot(user_data=cloud_config(consumer, lifecycle_hook="boot-check",
+                                             send_timeout=2, flush_window=60), wait_reporter=120)
     assert results(asg) == ["CONTINUE"]
     assert spool.records()[0] == []
 

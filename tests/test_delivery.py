@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import pytest
 
@@ -28,22 +28,13 @@ from cc_bosky.event import Event, make_event
 from tests.support.bounds import ARRIVAL, SLACK
 from tests.support.emulator import DEFAULT_REGION
 from tests.support.fixtures import REPO_ROOT, bosky_command, run_bosky
+from tests.support.scenes import wait_for
 from tests.test_spool import arrived, spool_report
 
 NO_TRACEBACK = "Traceback"
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    """Poll until ``predicate`` holds: for setting a scene, never to assert speed."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
 
 
 def start_bosky(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[str]:

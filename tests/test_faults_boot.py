@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import collections
 import json
-import threading
 from typing import Any, Dict, List, Mapping
 
 import pytest
 
 from cc_bosky.delivery.spool import Record, Spool
-from tests.test_delivery import wait_for
+from tests.support.scenes import restored_after
 from tests.test_spool import arrived, spool_report
 
 pytestmark = [pytest.mark.cloudinit]
@@ -54,22 +53,10 @@ def test_verdict_arrives_once_the_endpoint_is_back_within_the_flush_window(
         instance, env, consumer, fault_proxy) -> None:
     fault_proxy.refuse()
     inst = instance(env=boot_env(env, fault_proxy.url))
-    problems: List[BaseException] = []
-
-    def back_after_a_failed_attempt() -> None:
-        try:
-            wait_for(lambda: any(r.attempts >= 1 for r in kept(inst)), 90,
-                     "the reporter to spool the verdict and fail to send it")
-        except BaseException as exc:  # reported by the test thread
-            problems.append(exc)
-        fault_proxy.restore()
-
-    helper = threading.Thread(target=back_after_a_failed_attempt, daemon=True)
-    helper.start()
-    boot = inst.boot(user_data=user_data(consumer, flush_window=60, send_timeout=3),
-                     wait_reporter=120)
-    helper.join(10)
-    assert not problems, problems
+    with restored_after(fault_proxy, lambda: any(r.attempts >= 1 for r in kept(inst)), 90,
+                        "the reporter to spool the verdict and fail to send it"):
+        boot = inst.boot(user_data=user_data(consumer, flush_window=60, send_timeout=3),
+                         wait_reporter=120)
     (event,) = arrived(consumer, 1)
     detail = event["detail"]
     assert (detail["Status"], detail["Origin"]) == ("pass", "boot"), boot.describe()
