@@ -14,6 +14,8 @@ Three cached layers, each built once and reused (under ``$BOSKY_TEST_CACHE/vm``)
 3. *disks*: ``mkfs.ext4 -d`` turns a baked tree plus a few variant files (the
    golden-AMI stanza, or none) into a raw disk in seconds, with no loop mount.
 
+A layer not used for two days is removed the next time a layer of its kind is.
+
 A bake step that fails raises :class:`BakeError` with its output: the test
 fails, because an image pipeline would fail there too.
 """
@@ -105,6 +107,29 @@ def run(cmd: Sequence[str], *, timeout: float = BAKE_STEP_TIMEOUT, what: str = "
     return proc.stdout
 
 
+#: A cached layer nobody has used for this long is removed when a sibling is
+#: used: every change to bosky makes new baked images and disks (~1 GB a suite).
+STALE_AFTER = 2 * 86400.0
+
+
+def _used(layer: Path) -> Path:
+    """Mark a cached layer used now; remove same-kind layers unused for STALE_AFTER
+    (the baseline image of benchmarks/vm_boot.py stays while it is used)."""
+    os.utime(layer)
+    kind = layer.name.split("-", 1)[0]  # base, baked, disk or artifacts
+    now = time.time()
+    for other in vm_cache().glob(f"{kind}-*"):
+        try:
+            stale = other.is_dir() and other != layer and \
+                now - other.stat().st_mtime > STALE_AFTER
+        except OSError:
+            continue
+        if stale:
+            _log(f"removing {other.name}: unused for {STALE_AFTER / 86400:.0f} days")
+            shutil.rmtree(other, ignore_errors=True)
+    return layer
+
+
 def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -124,7 +149,7 @@ def base_rootfs(suite: Suite) -> Path:
     done = vm_cache() / f"base-{suite.name}-{key}"
     with file_lock(vm_cache() / f"base-{suite.name}.lock"):
         if (done / "etc" / "os-release").exists():
-            return done
+            return _used(done)
         archives = vm_cache() / "archives" / suite.name
         archives.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"base-{suite.name}-", dir=vm_cache()))
@@ -147,7 +172,7 @@ def base_rootfs(suite: Suite) -> Path:
             shutil.rmtree(work, ignore_errors=True)
             aptopt.unlink(missing_ok=True)
         _log(f"{suite.name} root file system built in {time.monotonic() - began:.0f} s")
-        return done
+        return _used(done)
 
 
 # -- bosky's own packages, from the checkout ------------------------------------------------
@@ -186,6 +211,7 @@ def build_artifacts() -> Artifacts:
     with file_lock(vm_cache() / "artifacts.lock"):
         debs, wheels = sorted(out.glob("bosky_*_all.deb")), sorted(out.glob("bosky-*.whl"))
         if debs and wheels:
+            _used(out)
             return Artifacts(debs[0], wheels[0], key)
         work = Path(tempfile.mkdtemp(prefix="artifacts-", dir=vm_cache()))
         try:
@@ -204,6 +230,7 @@ def build_artifacts() -> Artifacts:
             shutil.copy2(wheel, out / wheel.name)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        _used(out)
         return Artifacts(out / deb.name, out / wheel.name, key)
 
 
@@ -264,7 +291,7 @@ def baked_rootfs(suite: Suite, artifacts: Artifacts, with_bosky: bool = True) ->
     done = vm_cache() / f"baked-{suite.name}-{key}"
     with file_lock(vm_cache() / f"baked-{suite.name}.lock"):
         if (done / "etc" / "bosky-vm-baked").exists():
-            return done
+            return _used(done)
         began = time.monotonic()
         work = Path(tempfile.mkdtemp(prefix=f"baked-{suite.name}-", dir=vm_cache()))
         root = work / "root"
@@ -278,7 +305,7 @@ def baked_rootfs(suite: Suite, artifacts: Artifacts, with_bosky: bool = True) ->
         finally:
             shutil.rmtree(work, ignore_errors=True)
         _log(f"{suite.name}: bosky baked in in {time.monotonic() - began:.0f} s")
-        return done
+        return _used(done)
 
 
 def install_bosky(suite: Suite, root: Path, artifacts: Artifacts) -> None:
@@ -369,4 +396,5 @@ def disk(suite: Suite, artifacts: Artifacts, golden: bool = True,
                 os.rename(work_raw, raw)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
+        _used(out)
         return Disk(suite, raw, out / "vmlinuz", out / "initrd.img", variant)
