@@ -28,7 +28,7 @@ from typing import Any, Dict, List
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.boot import PEAK, arrivals  # noqa: E402
+from benchmarks.boot import FOOTPRINT, arrivals  # noqa: E402
 from tests.harness.boot import Instance  # noqa: E402
 from tests.harness.imds import MetadataServer  # noqa: E402
 from tests.harness.releases import RELEASE_IDS, ensure_release  # noqa: E402
@@ -60,8 +60,8 @@ def one_boot(release: Any, tmp: Path, name: str, acts: bool, emulator: EventBrid
     out: Dict[str, Any] = {
         "module_ms": {k: v * 1000 for k, v in result.module_timings().items()},
         "event": int(message["Attributes"]["SentTimestamp"]) / 1000 - written,
-        "peak": [float(m) for m in PEAK.findall((inst.paths.var_log / "bosky.log").read_text())
-                 ][-1:],
+        "peak": [float(m) for _, m in
+                 FOOTPRINT.findall((inst.paths.var_log / "bosky.log").read_text())][-1:],
     }
     if acts:
         for op in ("CompleteLifecycleAction", "SignalResource"):
