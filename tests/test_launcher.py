@@ -127,13 +127,16 @@ def test_a_reporter_started_by_the_unit_gets_the_stage_environment_from_the_job(
     request = tmp_path / "reporter.request"
     request.write_text(str(job_file))
     code = ("import os, sys; from cc_bosky.boot import reporter;"
-            "reporter.Reporter.run = lambda self: print(os.environ.get('AWS_ENDPOINT_URL_EVENTS'));"
+            "reporter.Reporter.run = lambda self: print(os.environ.get('AWS_ENDPOINT_URL_EVENTS'),"
+            " os.getpriority(os.PRIO_PROCESS, 0));"
             f"sys.exit(reporter.main(['--request', {str(request)!r}]))")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env={**env, "BOSKY_REPORTER_UNIT": "1"}, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "http://x"
+    endpoint, nice = done.stdout.split()
+    assert endpoint == "http://x"
+    assert int(nice) >= handoff.REPORTER_NICE  # the boot it watches comes first
     assert not request.exists()
 
 
@@ -206,3 +209,15 @@ def test_a_reporter_started_as_a_unit_waits_for_the_module_to_let_go_of_the_lock
     got, waited = out.split()
     assert got == "True"
     assert float(waited) >= 0.3
+
+
+def test_the_reporter_waits_at_the_lowest_priority_and_sends_at_the_normal_one() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root may raise a priority again")
+    code = ("import os; from cc_bosky.boot import reporter;"
+            "reporter._yield_to_the_boot(); waiting = os.getpriority(os.PRIO_PROCESS, 0);"
+            "reporter._hurry(); print(waiting, os.getpriority(os.PRIO_PROCESS, 0))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(handoff.REPORTER_NICE), "0"]

@@ -51,6 +51,7 @@ def test_install_writes_and_enables_the_reporter_units_with_cloud_init_python(
     assert any(f"{path}, {handoff.SERVICE_UNIT}: written and enabled" in line for line in out)
     assert ("ExecStart=/usr/bin/python3.11 -m cc_bosky.boot.reporter --request "
             f"{handoff.REQUEST_FILE}") in service.read_text()
+    assert f"Nice={handoff.REPORTER_NICE}" in service.read_text()
     assert f"PathExists={handoff.REQUEST_FILE}" in path.read_text()
     # What `systemctl enable` would make: an absolute link inside the image.
     assert link.is_symlink() and str(link.readlink()) == f"/{UNITS}/{handoff.PATH_UNIT}"

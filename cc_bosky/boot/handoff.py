@@ -42,6 +42,9 @@ REQUEST_FILE = "/run/bosky/reporter.request"
 WANTED_BY = "sysinit.target"
 ENABLED_LINK = f"/etc/systemd/system/{WANTED_BY}.wants/{PATH_UNIT}"
 
+#: The reporter's nice value while it waits: it yields the CPU to cloud-init
+#: and the rest of the boot; it goes back to 0 when a verdict is due.
+REPORTER_NICE = 19
 _SYSTEMD_RUN = ("/usr/bin/systemd-run", "/bin/systemd-run")
 #: cloud-init's units that use KillMode=process on every release (their unit
 #: files say so): a child started there outlives the unit whatever its result.
@@ -112,7 +115,8 @@ def systemd_run(reporter: List[str], null: List[Tuple[Any, ...]]) -> Optional[in
     # PYTHONPATH acts when the interpreter starts, so the job cannot carry it.
     path = [f"--setenv=PYTHONPATH={os.environ['PYTHONPATH']}"] if "PYTHONPATH" in os.environ else []
     argv = [program, f"--unit={REPORTER_UNIT}", "--no-block", "--collect", "--quiet",
-            "--description=bosky boot reporter", "--setenv=BOSKY_REPORTER_UNIT=1", *path,
+            "--description=bosky boot reporter", "--setenv=BOSKY_REPORTER_UNIT=1",
+            f"--nice={REPORTER_NICE}", *path,
             *reporter]
     try:
         pid = os.posix_spawn(program, argv, dict(os.environ), file_actions=null)

@@ -64,6 +64,9 @@ def render_service(python: str) -> str:
         "[Service]",
         "Type=simple",
         "Environment=BOSKY_REPORTER_UNIT=1",
+        "# It waits sharing the boot's CPU with cloud-init: at the lowest priority",
+        "# it does not delay the boot it watches (it returns to 0 to send).",
+        f"Nice={handoff.REPORTER_NICE}",
         f"ExecStart={python} -m cc_bosky.boot.reporter --request {handoff.REQUEST_FILE}",
         "",
     ])
