@@ -26,6 +26,7 @@ from ..delivery.spool import Spool, SpoolError
 from ..event import Event, make_event, stable_event_id
 from ..identity import Identity, identity_from_record, read_boot_id
 from . import handoff, state, verdict
+from .liveness import CloudInitWatch
 
 LOG = logging.getLogger("bosky.reporter")
 LOG_FILE = "/var/log/bosky.log"
@@ -37,9 +38,6 @@ POLL = 0.1  # result.json to event: the poll adds at most this much
 EARLY_POLL = 1.0
 SLOW_POLL = 2.0  # after a timeout verdict, waiting may go on for hours
 VANISHED_GRACE = 10.0  # cloud-init's process is gone; result.json would be written by then
-# How cloud-init's own processes show in /proc/PID/cmdline: the console script
-# (/usr/bin/cloud-init) or the module (python -m cloudinit.cmd.main).
-_CLOUD_INIT_CMDLINE = (b"cloud-init", b"cloudinit.cmd.main")
 KINDS = ("timeout", "final")
 UNIT_LOCK_WAIT = 5.0
 
@@ -59,7 +57,7 @@ class Reporter:
         self.spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
         self.started = clock()
         self._first: Optional[bool]
-        self._cloud_init_pid: Optional[int] = None
+        self.watch = CloudInitWatch(state.path(settings, state.FINAL_PID))
         from ..actions.boot import BootActions
 
         self.actions = BootActions(settings, environ, clock)
@@ -94,7 +92,7 @@ class Reporter:
             if elapsed >= self.settings.deadline and not state.was_sent(self._run, "timeout"):
                 self.report("timeout", verdict.timeout_verdict(records, self.settings.deadline,
                                                                elapsed))
-            why = self._vanished(records)
+            why = self.watch.vanished(records)
             if why:
                 gone_since = gone_since or self.clock()
                 if self.clock() - gone_since >= VANISHED_GRACE:
@@ -144,37 +142,6 @@ class Reporter:
     @property
     def _run(self) -> str:
         return self.settings.run_dir
-
-    def _vanished(self, records: verdict.Records) -> Optional[str]:
-        """Why cloud-init looks gone without finishing, or None.
-
-        Either the final stage's process (its pid noted by the module) has
-        exited, or a stage that status.json says is running has no cloud-init
-        process left: killed, crashed, out of memory.
-        """
-        if self._final_stage_gone():
-            return "the final stage's process exited and no result.json followed"
-        stage = verdict.current_stage(records.status)
-        if stage and not self._cloud_init_running():
-            return f"stage {stage} started but no cloud-init process is running"
-        return None
-
-    def _cloud_init_running(self) -> bool:
-        # The pid found last time is checked first: a scan of all of /proc on
-        # every poll was most of the reporter's CPU during a boot.
-        if self._cloud_init_pid and _is_cloud_init(self._cloud_init_pid):
-            return True
-        found = _find_cloud_init()
-        self._cloud_init_pid = found if found and found > 0 else None
-        return found is not None
-
-    def _final_stage_gone(self) -> bool:
-        try:
-            with open(state.path(self.settings, state.FINAL_PID), encoding="ascii") as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
-            return False
-        return not _alive(pid)
 
     # -- sending -----------------------------------------------------------
 
@@ -334,38 +301,6 @@ class Reporter:
 def _stage_done(status: Optional[Dict[str, Any]], name: str) -> bool:
     stage = (status or {}).get(name)
     return isinstance(stage, dict) and bool(stage.get("finished"))
-
-
-def _find_cloud_init() -> Optional[int]:
-    """The pid of a running cloud-init process, None if there is none, -1 if /proc
-    cannot be read (then it is assumed to run: the deadline still applies)."""
-    me = os.getpid()
-    try:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
-    except OSError:
-        return -1
-    return next((pid for pid in pids if _is_cloud_init(pid)), None)
-
-
-def _is_cloud_init(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read(4096)
-    except OSError:
-        return False
-    return any(name in cmdline for name in _CLOUD_INIT_CMDLINE) and _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is not running cloud-init any more.
-    status = _read_text(f"/proc/{pid}/stat") or ""
-    return ") Z " not in status
 
 
 def _read_text(path: str) -> Optional[str]:
