@@ -165,6 +165,19 @@ def test_without_the_path_unit_the_reporter_gets_a_transient_unit(
     os.close(fd)
 
 
+def test_a_request_that_cannot_be_written_falls_back_to_systemd_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, under_systemd: Path) -> None:
+    enable_path_unit(under_systemd)
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setattr(handoff, "REQUEST_FILE", str(tmp_path / "not-a-dir" / "reporter.request"))
+    fake = fake_systemd_run(tmp_path)
+    monkeypatch.setattr(handoff, "_SYSTEMD_RUN", (str(fake),))
+
+    how = launcher.start_reporter(stanza(tmp_path), str(tmp_path / "cloud"), str(tmp_path / "lib"))
+
+    assert how == f"as {handoff.SERVICE_UNIT} (systemd-run)"
+
+
 def test_when_systemd_run_fails_the_reporter_is_spawned_directly(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, under_systemd: Path) -> None:
     fake = fake_systemd_run(tmp_path, exit_code=1)
