@@ -365,7 +365,8 @@ def write_file(path: Path, text: str) -> bool:
     return True
 
 
-def _refuse_foreign(system: System, path: Path) -> None:
+def refuse_foreign(path: Path) -> None:
+    """A file of install's that someone else wrote is neither replaced nor removed."""
     if path.exists() and not is_ours(path):
         raise UsageError(f"{path} exists and was not written by bosky install; "
                          "move it away first")
@@ -488,7 +489,7 @@ def _stanza(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
 def _install_dropin(system: System) -> Tuple[str, bool]:
     """Write, keep or remove the drop-in; (what happened, whether anything changed)."""
     path = system.confd_file(DROPIN_NAME)
-    _refuse_foreign(system, path)
+    refuse_foreign(path)
     the_plan = plan(system)
     if not the_plan.lists:
         origins = sorted({the_plan.base.origin[k] for k in (INIT_KEY, FINAL_KEY)})
@@ -505,7 +506,7 @@ def _install_dropin(system: System) -> Tuple[str, bool]:
 
 def _install_stanza(system: System, stanza: Mapping[str, Any]) -> Tuple[str, bool]:
     path = system.confd_file(CONFIG_NAME)
-    _refuse_foreign(system, path)
+    refuse_foreign(path)
     existed = path.exists()
     if not write_file(path, render_stanza(stanza)):
         return f"{path}: unchanged (already up to date)", False

@@ -22,7 +22,7 @@ from typing import List, Mapping, Optional, Tuple
 
 from ..boot import handoff
 from ..version import __version__
-from .install import MARKER, in_root, is_ours, write_file
+from .install import MARKER, in_root, is_ours, refuse_foreign, write_file
 
 UNIT_DIR = "/etc/systemd/system"
 DEFAULT_PYTHON = "/usr/bin/python3"
@@ -106,11 +106,7 @@ def install_units(root: Path, environ: Mapping[str, str]) -> Tuple[str, bool]:
         return "", False
     service, path, link = _paths(root)
     for unit in (service, path):
-        if unit.exists() and not is_ours(unit):
-            from ..errors import UsageError
-
-            raise UsageError(f"{unit} exists and was not written by bosky install; "
-                             "move it away first")
+        refuse_foreign(unit)
     python = reporter_python(root, environ)
     changed = write_file(service, render_service(python))
     changed = write_file(path, render_path()) or changed
