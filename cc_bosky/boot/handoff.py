@@ -27,6 +27,8 @@ import logging
 import os
 from typing import Any, List, Mapping, Optional, Tuple
 
+from . import state
+
 LOG = logging.getLogger(__name__)
 
 #: The service's name is fixed, so systemd itself refuses a second reporter
@@ -80,12 +82,9 @@ def request(job_file: str) -> bool:
     False when that unit is not enabled (nothing is written then)."""
     if not os.path.exists(ENABLED_LINK):  # follows the link: the unit file is there too
         return False
-    tmp = f"{REQUEST_FILE}.tmp-{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(REQUEST_FILE), mode=0o700, exist_ok=True)
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            f.write(job_file)
-        os.rename(tmp, REQUEST_FILE)  # the path unit sees the whole request or none
+        state.write_text(REQUEST_FILE, job_file)
     except OSError as exc:  # the caller falls back to systemd-run
         LOG.debug("bosky: could not write %s: %s", REQUEST_FILE, exc)
         return False

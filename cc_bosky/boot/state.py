@@ -37,10 +37,16 @@ def ensure_run_dir(run_dir: str) -> None:
 
 def write_json(file: str, data: Mapping[str, Any]) -> None:
     """Atomically replace ``file``: a reader never sees half of it."""
+    write_text(file, json.dumps(data, ensure_ascii=False))
+
+
+def write_text(file: str, text: str) -> None:
+    """Atomically replace ``file`` (mode 0600) with ``text``; a reader, or a
+    systemd path unit watching it, sees the whole file or none."""
     tmp = f"{file}.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False)
+        f.write(text)
     os.rename(tmp, file)
 
 
