@@ -76,6 +76,24 @@ def enable_path_unit(link: Path) -> None:
     link.symlink_to(unit)
 
 
+def assert_lock_released(tmp_path: Path) -> None:
+    """The module has let go of the lock, so the unit's reporter can take it."""
+    fd = state.try_lock(str(tmp_path / "run" / state.LOCK))
+    assert fd is not None
+    os.close(fd)
+
+
+def assert_environment_in_job(tmp_path: Path) -> None:
+    """systemd gives the unit its own environment: what the reporter needs
+    travels in the job (mode 0600), and nothing else of the stage's does."""
+    job_file = tmp_path / "run" / state.JOB
+    job = json.loads(job_file.read_text())
+    assert job["environ"]["AWS_ENDPOINT_URL_EVENTS"] == "http://127.0.0.1:9"
+    assert job["environ"]["AWS_SECRET_ACCESS_KEY"] == "not-on-a-command-line"
+    assert "UNRELATED_SECRET" not in job["environ"]
+    assert (job_file.stat().st_mode & 0o777) == 0o600
+
+
 def no_spawning(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> int:
         raise AssertionError(f"the stage started a process: {args[:2]}")
@@ -93,16 +111,8 @@ def test_with_the_path_unit_enabled_the_stage_only_writes_a_request(
     assert how == f"by {handoff.PATH_UNIT}"
     job_file = tmp_path / "run" / state.JOB
     assert Path(handoff.REQUEST_FILE).read_text() == str(job_file)
-    job = json.loads(job_file.read_text())
-    # systemd gives the unit its own environment: what the reporter needs travels in the job.
-    assert job["environ"]["AWS_ENDPOINT_URL_EVENTS"] == "http://127.0.0.1:9"
-    assert job["environ"]["AWS_SECRET_ACCESS_KEY"] == "not-on-a-command-line"
-    assert "UNRELATED_SECRET" not in job["environ"]
-    assert (job_file.stat().st_mode & 0o777) == 0o600
-    # The module has let go of the lock, so the unit's reporter can take it.
-    fd = state.try_lock(str(tmp_path / "run" / state.LOCK))
-    assert fd is not None
-    os.close(fd)
+    assert_environment_in_job(tmp_path)
+    assert_lock_released(tmp_path)
 
 
 def test_the_reporter_takes_the_request_so_the_path_unit_does_not_start_it_again(
@@ -154,15 +164,12 @@ def test_without_the_path_unit_the_reporter_gets_a_transient_unit(
     assert {"--unit=bosky-reporter", "--no-block", "--collect"} <= set(argv)
     # The environment travels in the job (mode 0600), never on a command line.
     assert not any("AWS_" in a or "UNRELATED_SECRET" in a for a in argv)
-    job = json.loads((tmp_path / "run" / state.JOB).read_text())
-    assert job["environ"]["AWS_ENDPOINT_URL_EVENTS"] == "http://127.0.0.1:9"
+    assert_environment_in_job(tmp_path)
     assert argv[-3:] == ["-m", "cc_bosky.boot.reporter", str(tmp_path / "run" / state.JOB)]
     # systemd starts the unit, not us: no lock fd is handed down.
     assert not any("BOSKY_REPORTER_LOCK_FD" in a for a in argv)
     assert not any(f.endswith(state.LOCK) for f in asked["files"])
-    fd = state.try_lock(str(tmp_path / "run" / state.LOCK))
-    assert fd is not None
-    os.close(fd)
+    assert_lock_released(tmp_path)
 
 
 def test_a_request_that_cannot_be_written_falls_back_to_systemd_run(
