@@ -32,12 +32,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from .. import config
 from ..errors import EXIT_NOT_DELIVERED, EXIT_OK, BoskyError, UsageError
 from ..text import printable
+from .args import add_config, subcommand
 from .install import (
     BEFORE_IN_FINAL,
     FINAL_KEY,
     INIT_KEY,
     MODULE,
-    ArgParser,
     dropin_state,
     effective_lists,
     has_module,
@@ -657,18 +657,17 @@ def _action_checks(view: ConfigView, ident: Any, environ: Mapping[str, str], ins
 
 
 def doctor_command(argv: List[str], environ: Mapping[str, str]) -> int:
-    p = ArgParser(prog="bosky doctor", description="Check that cloud-init will run bosky and "
-                  "that its events can reach EventBridge. Exit 0 when no check failed.")
+    p = subcommand("doctor", "Check that cloud-init will run bosky and that its events can "
+                   "reach EventBridge. Exit 0 when no check failed.", config=False)
     p.add_argument("--root", default="/", metavar="DIR",
                    help="inspect the system under DIR (an image being built); default /")
     p.add_argument("--image", action="store_true",
                    help="check only what belongs to the image (while baking it): skip the "
                    "region lookup, credentials and endpoint checks")
-    p.add_argument("--config", metavar="FILE", help="bosky config file to check")
+    add_config(p)
     p.add_argument("--send-test", action="store_true",
                    help="send an event with Status 'test' (not spooled) and report the answer")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--debug", action="store_true", help="show details of failures")
     args = p.parse_args(argv)
     root = Path(args.root)
     if not root.is_dir():

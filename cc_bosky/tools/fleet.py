@@ -16,7 +16,6 @@ once, by the final verdict. Events are de-duplicated on EventId.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -27,7 +26,8 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, S
 from ..errors import EXIT_OK, BoskyError, UsageError
 from ..schemas import load
 from ..text import printable
-from .cli import _Parser, safe_json
+from .args import Parser
+from .cli import safe_json
 
 OUTCOMES = ("pass", "fail", "degraded", "timeout")
 _TIMEOUT = 10.0  # each HTTP attempt: connect and read
@@ -53,8 +53,8 @@ _JSON_TYPES: Dict[str, Callable[[Any], bool]] = {
 }
 
 
-def fleet_parser() -> _Parser:
-    p = _Parser(prog="bosky fleet", description="Boot health of a fleet from the consumer "
+def fleet_parser() -> Parser:
+    p = Parser(prog="bosky fleet", description="Boot health of a fleet from the consumer "
                 "stack's log group (infra/consumer.yaml, output LogGroupName).")
     p.add_argument("--log-group", required=True, metavar="NAME", help="the log group to read")
     p.add_argument("--since", default="24h", metavar="AGE",
@@ -70,7 +70,6 @@ def fleet_parser() -> _Parser:
                    help="events per FilterLogEvents call, 1 to 10000 (default: the service's)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="give up reading after this long (default 120)")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
 
 

@@ -28,11 +28,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import EXIT_OK, UsageError
 from ..text import printable
 from ..version import __version__
+from .args import Parser, subcommand
 
 MODULE = "bosky"
 INIT_KEY = "cloud_init_modules"
@@ -50,13 +51,6 @@ FILE_MODE = 0o644
 DIR_MODE = 0o755
 MAX_CFG_BYTES = 4 * 1024 * 1024
 _JINJA_HEADER = "## template: jinja"
-
-
-class ArgParser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line (cli.main prints it)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 # -- reading cloud-init's configuration ------------------------------------------
@@ -435,11 +429,10 @@ def dropin_state(system: System) -> DropinState:
 # -- the commands ---------------------------------------------------------------------------
 
 
-def _parser(name: str, description: str) -> ArgParser:
-    p = ArgParser(prog=f"bosky {name}", description=description)
+def _parser(name: str, description: str) -> Parser:
+    p = subcommand(name, description, config=False)
     p.add_argument("--root", default="/", metavar="DIR",
                    help="the system's root directory, e.g. an image being built (default /)")
-    p.add_argument("--debug", action="store_true", help="show details of failures")
     return p
 
 
