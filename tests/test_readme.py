@@ -62,7 +62,7 @@ def test_cli_table_lists_every_flag_of_the_parser_and_every_subcommand() -> None
 def test_fleet_table_lists_every_flag_of_bosky_fleet() -> None:
     from cc_bosky.tools.fleet import fleet_parser
 
-    flags = {row[0].strip("`").split()[0] for row in table_rows(section("Fleet health"))
+    flags = {row[0].strip("`").split()[0] for row in table_rows(section("Engines and flags"))
              if row[0].startswith("`--")}
     options = {o for a in fleet_parser()._actions if a.help != "==SUPPRESS=="
                for o in a.option_strings if o not in ("-h", "--help")}

@@ -22,7 +22,8 @@ from typing import List, Mapping, Optional, Tuple
 
 from ..boot import handoff
 from ..version import __version__
-from .install import MARKER, in_root, is_ours, refuse_foreign, write_file
+from .marked import MARKER, is_ours, refuse_foreign, write_file
+from .root import in_root
 
 UNIT_DIR = "/etc/systemd/system"
 DEFAULT_PYTHON = "/usr/bin/python3"
@@ -84,7 +85,7 @@ def has_systemd(root: Path) -> bool:
 def reporter_python(root: Path, environ: Mapping[str, str]) -> str:
     """The Python that runs cloud-init (its script's ``#!``), as a path on that
     system: the reporter must import what the module imported."""
-    from .doctor import find_cloud_init
+    from .python import find_cloud_init
 
     found = find_cloud_init(root, environ)
     if found is None or not found.python:
