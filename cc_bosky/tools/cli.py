@@ -22,6 +22,7 @@ from ..errors import (
     EXIT_OK,
     EXIT_USAGE,
     BoskyError,
+    DeliveryError,
     UsageError,
 )
 from ..text import printable
@@ -171,11 +172,20 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     if args.generate_config:
         print(config_template(), end="")
         return EXIT_OK
+    from .. import awsconfig
     from .. import identity as identity_mod
 
+    chosen = awsconfig.profile(args.profile, environ)
+    awsconfig.check(chosen)
+    # AWS's own region settings in the AWS CLI's order, after bosky's own
+    # (--region, BOSKY_REGION, AWS_REGION, AWS_DEFAULT_REGION, 'region:').
+    settings = settings.replace(region=settings.region or awsconfig.region(chosen))
     instance_id = args.instance_id or environ.get("BOSKY_INSTANCE_ID") or None
     if args.permissions:
         ident = identity_mod.resolve(instance_id, environ)
+        if settings.project == config.Settings.project:
+            _err(f"warning: no project (--project, BOSKY_PROJECT or 'project:'): this policy "
+                 f"allows only Source '{settings.project}'")
         return _print_permissions(settings, ident.region, ident.account_id)
     if args.status is None:
         raise UsageError("say what happened: one of --pass, --fail, --info or --status STATUS")
@@ -192,8 +202,9 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
 
     region = send_region(settings.event_bus, settings.region, ident.region)
     if not region:
-        raise UsageError("no AWS region: pass --region, set AWS_REGION, or put 'region:' in "
-                         f"{args.config or config.DEFAULT_CONFIG_FILE}")
+        raise UsageError("no AWS region: pass --region, set AWS_REGION, put 'region:' in "
+                         f"{args.config or config.DEFAULT_CONFIG_FILE}, or set 'region' for "
+                         f"profile '{chosen.name}' in {chosen.config_file}")
     from ..arns import instance_arn
     from ..event import make_event
 
@@ -215,10 +226,57 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
                               dry_run=args.dry_run)
     if args.dry_run:
         return _print_dry_run(event.entry(), [a.body() for a in actions])
-    code = _deliver(event, settings, region, args.no_spool, environ)
-    if actions:
-        code = max(code, _act(actions, settings, ident.region or region, args.no_spool, environ))
+    environ = awsconfig.sending_environ(chosen, environ)
+    missing = awsconfig.no_credentials(chosen, environ)
+    if missing:  # no source can ever answer: say so now, not after the whole send timeout
+        raise DeliveryError(f"{missing}; event {event.event_id} not sent (and not spooled)")
+    with Progress(region, settings.send_timeout):
+        code = _deliver(event, settings, region, args.no_spool, environ)
+        if actions:
+            code = max(code, _act(actions, settings, ident.region or region, args.no_spool,
+                                  environ))
     return code
+
+
+class Progress:
+    """While a send waits (retrying, or for credentials), one line on a
+    terminal says so and counts the seconds; nothing when stderr is not a
+    terminal (scripts, cloud-init's log), and the line is wiped when done."""
+
+    AFTER = 2.0  # a send that answers within this long shows nothing
+
+    def __init__(self, region: str, budget: float) -> None:
+        import threading
+
+        self.region, self.budget = region, budget
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._shown = False
+
+    def __enter__(self) -> Progress:
+        import threading
+
+        if sys.stderr is not None and sys.stderr.isatty():
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+    def _tick(self) -> None:
+        waited = self.AFTER
+        while not self._stop.wait(1.0 if self._shown else self.AFTER):
+            self._shown = True
+            sys.stderr.write(f"\rbosky: no answer yet from AWS in {self.region}, retrying "
+                             f"({waited:.0f}s of {self.budget:.0f}s; Ctrl-C to stop)")
+            sys.stderr.flush()
+            waited += 1.0
 
 
 def _read_message(message: Optional[str]) -> str:
@@ -350,12 +408,22 @@ def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="give up after this long (default: send_timeout)")
     args, settings = _spool_settings(p, argv, environ)
+    from .. import awsconfig
     from ..delivery.outbox import flush
     from ..delivery.spool import Spool
 
+    chosen = awsconfig.profile(args.profile, environ)
+    awsconfig.check(chosen)
+    environ = awsconfig.sending_environ(chosen, environ)
     spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
-    report = flush(spool, environ, args.timeout or settings.send_timeout, settings.endpoint_url,
-                   region=args.region, action_endpoints=settings.endpoints())
+    budget = args.timeout or settings.send_timeout
+    if spool.records()[0]:
+        missing = awsconfig.no_credentials(chosen, environ)
+        if missing:
+            raise DeliveryError(f"{missing}; the spooled events stay spooled")
+    with Progress(args.region or "each event's region", budget):
+        report = flush(spool, environ, budget, settings.endpoint_url, region=args.region,
+                       action_endpoints=settings.endpoints())
     if report.busy:
         _err("another bosky is flushing the spool; try again shortly")
         return EXIT_NOT_DELIVERED
