@@ -33,6 +33,7 @@ from cc_bosky.checks.cloudinit import (
     check_imports,
     check_registered,
     check_version,
+    install_hint,
 )
 from cc_bosky.checks.settings import check_config, check_region, load_config, resolve_region
 from cc_bosky.host.python import (
@@ -59,8 +60,8 @@ def write(path: Path, text: str, mode: int = 0o644) -> Path:
 
 
 def fake_site(directory: Path, cloud_init: Optional[str] = "22.4.2", bosky: str = "module",
-              boto3: bool = True) -> Path:
-    """Packages for a fake cloud-init Python: cloudinit, cc_bosky, boto3 as asked."""
+              botocore: bool = True) -> Path:
+    """Packages for a fake cloud-init Python: cloudinit, cc_bosky, botocore as asked."""
     if cloud_init:
         write(directory / "cloudinit" / "__init__.py", "")
         write(directory / "cloudinit" / "version.py",
@@ -71,8 +72,8 @@ def fake_site(directory: Path, cloud_init: Optional[str] = "22.4.2", bosky: str 
         write(directory / "cc_bosky" / "version.py", '__version__ = "0.1.0"\n')
     elif bosky == "impostor":
         write(directory / "cc_bosky.py", "X = 1\n")
-    if boto3:
-        write(directory / "boto3" / "__init__.py", '__version__ = "1.99.0"\n')
+    if botocore:
+        write(directory / "botocore" / "__init__.py", '__version__ = "1.99.0"\n')
     return directory
 
 
@@ -132,7 +133,7 @@ def test_a_good_cloud_init_python(live: Dict[str, Any]) -> None:
               check_imports(probe, found.python, {"PATH": live["PATH"]})]
     assert [c.status for c in checks] == [OK, OK, OK], checks
     assert checks[0].detail.startswith(f"22.4.2 at {found.script}, Python ")
-    assert "boto3 1.99.0" in checks[2].detail
+    assert "botocore 1.99.0" in checks[2].detail
 
 
 def test_cloud_init_not_found() -> None:
@@ -161,22 +162,22 @@ def test_an_old_cloud_init_is_reported_from_its_own_version_module(tmp_path: Pat
     assert check_version(probe["cloudinit"]["version"]).status == FAIL
 
 
-@pytest.mark.parametrize(("bosky", "boto3", "says"), [
+@pytest.mark.parametrize(("bosky", "botocore", "says"), [
     ("none", True, "cannot import cc_bosky: ModuleNotFoundError"),
-    ("module", False, "cannot import boto3: ModuleNotFoundError"),
+    ("module", False, "cannot import botocore: ModuleNotFoundError"),
     ("impostor", True, "is not bosky's cloud-init module"),
 ])
-def test_imports_fail_with_what_to_do(tmp_path: Path, bosky: str, boto3: bool,
+def test_imports_fail_with_what_to_do(tmp_path: Path, bosky: str, botocore: bool,
                                       says: str) -> None:
     bindir = tmp_path / "bin"
     python = wrapper_python(bindir / "py", fake_site(tmp_path / "site", bosky=bosky,
-                                                     boto3=boto3))
+                                                     botocore=botocore))
     cloud_init_script(bindir, str(python))
     found, probe = probe_live({"PATH": str(bindir)})
     check = check_imports(probe, found.python, {})
     assert check.status == FAIL and says in check.detail, check
-    assert check.fix in (f"install bosky into that Python: {python} -m pip install bosky",
-                         "remove the other cc_bosky; reinstall bosky")
+    assert check.fix in (install_hint(str(python)), "remove the other cc_bosky; reinstall bosky")
+    assert "pip install bosky" not in check.fix and "--require-hashes" in install_hint("py")
 
 
 def test_imports_only_through_pythonpath_is_a_warning(live: Dict[str, Any]) -> None:
@@ -223,15 +224,17 @@ def test_the_real_debian_cloud_init_is_probed(tmp_path: Path) -> None:
 # -- an image, read from disk ------------------------------------------------------------------
 
 
-def make_image(tmp_path: Path, python_minor: str = "3.11", boto3_minor: str = "3.11") -> Path:
+def make_image(tmp_path: Path, python_minor: str = "3.11",
+               botocore_minor: str = "3.11") -> Path:
     """A system root like a Debian image with cloud-init and ``pip install bosky``."""
     root = make_root(tmp_path)
     cloud_init_script(root / "usr" / "bin", "/usr/bin/python3")
     (root / "usr" / "bin" / "python3").symlink_to(f"python{python_minor}")
-    fake_site(root / "usr" / "lib" / "python3" / "dist-packages", bosky="none", boto3=False)
+    fake_site(root / "usr" / "lib" / "python3" / "dist-packages", bosky="none", botocore=False)
     local = root / "usr" / "local" / "lib"
-    fake_site(local / f"python{python_minor}" / "dist-packages", cloud_init=None, boto3=False)
-    fake_site(local / f"python{boto3_minor}" / "dist-packages", cloud_init=None, bosky="none")
+    fake_site(local / f"python{python_minor}" / "dist-packages", cloud_init=None, botocore=False)
+    fake_site(local / f"python{botocore_minor}" / "dist-packages", cloud_init=None,
+              bosky="none")
     return root
 
 
@@ -249,11 +252,11 @@ def test_an_image_is_inspected_without_running_its_python(tmp_path: Path) -> Non
 
 
 def test_packages_of_another_python_version_do_not_count(tmp_path: Path) -> None:
-    root = make_image(tmp_path, python_minor="3.11", boto3_minor="3.9")
+    root = make_image(tmp_path, python_minor="3.11", botocore_minor="3.9")
     found = find_cloud_init(root, {})
     probe = probe_for(found, root, {})
     check = check_imports(probe, found.python if found else (), {}, live=False)
-    assert check.status == FAIL and "boto3: not found in" in check.detail
+    assert check.status == FAIL and "botocore: not found in" in check.detail
 
 
 # -- registration and the drop-in --------------------------------------------------------------
