@@ -103,16 +103,11 @@ def test_actions_and_delivery_never_import_boot_or_the_commands(low: str) -> Non
     assert upward == []
 
 
-# The one shared argument parser is being made (#19); until it lands these two remain.
-PENDING_PRIVATE = {("cc_bosky.tools.fleet", "cc_bosky.tools.cli._Parser"),
-                   ("cc_bosky.tools.schema", "cc_bosky.tools.cli._Parser")}
-
-
 def test_no_module_imports_another_modules_private_names() -> None:
-    private = {
+    private = sorted(
         (name, f"{target}.{imported}") for name in MODULES for target, imported in imports(name)
-        if imported.startswith("_") and not imported.startswith("__")}
-    assert private <= PENDING_PRIVATE, sorted(private - PENDING_PRIVATE)
+        if imported.startswith("_") and not imported.startswith("__"))
+    assert private == []
 
 
 def test_the_commands_stay_small() -> None:
