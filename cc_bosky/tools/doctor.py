@@ -36,7 +36,7 @@ from ..checks.settings import ConfigView, check_config, check_region, load_confi
 from ..errors import EXIT_NOT_DELIVERED, EXIT_OK, BoskyError, UsageError
 from ..host.python import find_cloud_init, probe_for
 from ..host.root import in_root, is_live
-from .install import ArgParser
+from .args import add_config, subcommand
 
 INSTANCE_DATA = "/run/cloud-init/instance-data.json"
 
@@ -100,18 +100,17 @@ def _action_checks(view: ConfigView, ident: Any, environ: Mapping[str, str], ins
 
 
 def doctor_command(argv: List[str], environ: Mapping[str, str]) -> int:
-    p = ArgParser(prog="bosky doctor", description="Check that cloud-init will run bosky and "
-                  "that its events can reach EventBridge. Exit 0 when no check failed.")
+    p = subcommand("doctor", "Check that cloud-init will run bosky and that its events can "
+                   "reach EventBridge. Exit 0 when no check failed.", config=False)
     p.add_argument("--root", default="/", metavar="DIR",
                    help="inspect the system under DIR (an image being built); default /")
     p.add_argument("--image", action="store_true",
                    help="check only what belongs to the image (while baking it): skip the "
                    "region lookup, credentials and endpoint checks")
-    p.add_argument("--config", metavar="FILE", help="bosky config file to check")
+    add_config(p)
     p.add_argument("--send-test", action="store_true",
                    help="send an event with Status 'test' (not spooled) and report the answer")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--debug", action="store_true", help="show details of failures")
     args = p.parse_args(argv)
     root = Path(args.root)
     if not root.is_dir():

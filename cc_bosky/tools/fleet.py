@@ -26,7 +26,8 @@ from ..fleet import report as fleet_report
 from ..fleet.client import LogsClient
 from ..fleet.report import OUTCOMES, clip
 from ..text import printable
-from .cli import _Parser, safe_json
+from .args import Parser
+from .cli import safe_json
 
 SCAN_UP_TO = 86400.0  # seconds of window the default engine still scans
 SCAN_TIMEOUT, INSIGHTS_TIMEOUT = 120.0, 900.0  # --timeout's defaults, by engine
@@ -37,8 +38,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PROGRESS_AFTER = 3  # pages before a terminal shows progress
 
 
-def fleet_parser() -> _Parser:
-    p = _Parser(prog="bosky fleet", description="Boot health of a fleet from the consumer "
+def fleet_parser() -> Parser:
+    p = Parser(prog="bosky fleet", description="Boot health of a fleet from the consumer "
                 "stack's log group (infra/consumer.yaml, output LogGroupName).")
     p.add_argument("--log-group", required=True, metavar="NAME",
                    help="the log group to read (the stack's output LogGroupName, "
@@ -67,7 +68,6 @@ def fleet_parser() -> _Parser:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help=f"give up after this long (default {SCAN_TIMEOUT:g} for scan, "
                    f"{INSIGHTS_TIMEOUT:g} for insights; at most 3600, Insights' own timeout)")
-    p.add_argument("--debug", action="store_true", help="show details of failures")
     return p
 
 

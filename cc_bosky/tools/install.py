@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, NoReturn, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import EXIT_OK, UsageError
 from ..host.cloudcfg import (
@@ -31,13 +31,7 @@ from ..host.marked import MARKER, is_ours, refuse_foreign, write_file
 from ..host.root import in_root
 from ..text import printable
 from ..version import __version__
-
-
-class ArgParser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line (cli.main prints it)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+from .args import Parser, subcommand
 
 
 def render_stanza(stanza: Mapping[str, Any]) -> str:
@@ -57,11 +51,10 @@ def render_stanza(stanza: Mapping[str, Any]) -> str:
 # -- the commands ---------------------------------------------------------------------------
 
 
-def _parser(name: str, description: str) -> ArgParser:
-    p = ArgParser(prog=f"bosky {name}", description=description)
+def _parser(name: str, description: str) -> Parser:
+    p = subcommand(name, description, config=False)
     p.add_argument("--root", default="/", metavar="DIR",
                    help="the system's root directory, e.g. an image being built (default /)")
-    p.add_argument("--debug", action="store_true", help="show details of failures")
     return p
 
 
