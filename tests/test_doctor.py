@@ -9,10 +9,12 @@ unpacked Debian's cloud-init, the real one is probed too.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
@@ -418,10 +420,49 @@ def test_endpoint_through_a_proxy(listener: int) -> None:
     url = "https://events.us-east-1.amazonaws.com"
     check = check_endpoint(url, env)
     assert check.status == OK and f"via proxy 127.0.0.1:{listener}" in check.detail
-    assert proxy_for("https", "events.us-east-1.amazonaws.com",
-                            {**env, "NO_PROXY": ".amazonaws.com"}) is None
-    assert proxy_for("https", "x.example", {**env, "no_proxy": "*"}) is None
-    assert proxy_for("http", "x.example", env) is None
+    assert proxy_for(url, {**env, "NO_PROXY": ".amazonaws.com"}) is None
+    assert proxy_for("https://x.example", {**env, "no_proxy": "*"}) is None
+    assert proxy_for("http://x.example", env) is None
+
+
+def sender_uses_a_proxy(url: str, env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> bool:
+    """What the sender's urllib decides: its opener's ProxyHandler reads os.environ."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "REQUEST_METHOD":
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    request = urllib.request.Request(url)
+    direct = request.host
+    getattr(urllib.request.ProxyHandler(), f"{request.type}_open", lambda r: None)(request)
+    return request.host != direct
+
+
+ENDPOINTS = ["https://events.us-east-1.amazonaws.com", "https://events.eu-west-1.amazonaws.com:443",
+             "https://events.cn-north-1.amazonaws.com.cn", "http://127.0.0.1:4010"]
+NO_PROXY_FORMS = ["", "*", "amazonaws.com", ".amazonaws.com", "amazonaws.com:443",
+                  "events.us-east-1.amazonaws.com", "events.us-east-1.amazonaws.com:443",
+                  " AmazonAWS.com ", "example.com, .amazonaws.com", "*.amazonaws.com",
+                  "127.0.0.1", "127.0.0.1:4010", "127.0.0.0/8", "localhost", "com", ".cn"]
+
+
+@pytest.mark.parametrize("no_proxy", NO_PROXY_FORMS)
+def test_doctor_and_the_sender_agree_on_what_no_proxy_bypasses(
+        no_proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for names in ({"https_proxy": "http://proxy.test:3128", "http_proxy": "http://proxy.test:3128",
+                   "no_proxy": no_proxy},
+                  {"HTTPS_PROXY": "http://proxy.test:3128", "NO_PROXY": no_proxy}):
+        for url in ENDPOINTS:
+            doctor_says = proxy_for(url, names) is not None
+            assert doctor_says == sender_uses_a_proxy(url, names, monkeypatch), (url, names)
+
+
+def test_no_proxy_with_a_port_bypasses_only_that_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case: 'amazonaws.com:443' matches no regional endpoint written without
+    a port, so the sender goes through the proxy, and doctor says so."""
+    env = {"HTTPS_PROXY": "http://proxy.test:3128", "NO_PROXY": "amazonaws.com:443"}
+    assert proxy_for("https://events.us-east-1.amazonaws.com", env) == ("proxy.test", 3128)
+    assert sender_uses_a_proxy("https://events.us-east-1.amazonaws.com", env, monkeypatch)
 
 
 def test_a_hanging_connect_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
