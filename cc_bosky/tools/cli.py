@@ -13,7 +13,7 @@ import json
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .. import config
 from ..errors import (
@@ -25,17 +25,15 @@ from ..errors import (
     DeliveryError,
     UsageError,
 )
-from ..text import printable
 from ..version import __version__
-from .args import Parser, add_config, add_connection, subcommand
+from .args import Parser, add_config, add_connection
+from .output import Progress, err, safe_json
 
 MAX_STDIN_MESSAGE = 1024 * 1024
 MAX_STATUS = 256  # the detail schema's bound
 # An instance id is one Resources entry (at most 2048 characters); real ones
 # are i- and 17 hex digits, hand-made ones (`web-1`) must at least be sane.
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,256}")
-# Characters a terminal acts on that JSON leaves raw with ensure_ascii=False.
-_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 #: Each subcommand and what it does: the bare call's usage, --help, and the
@@ -134,15 +132,15 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         _suggest(args)
         return send_command(args, env)
     except BoskyError as exc:
-        _err(str(exc))
+        err(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        _err("interrupted")
+        err("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug must still end in one line, not a traceback
         if debug:
             raise
-        _err(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
+        err(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
         return EXIT_NOT_DELIVERED
 
 
@@ -158,10 +156,6 @@ def _suggest(args: Sequence[str]) -> None:
     if close:
         raise UsageError(f"unknown subcommand '{args[0]}': did you mean '{close[0]}'? "
                          f"(to send it as a message: bosky --info {args[0]})")
-
-
-def _err(message: str) -> None:
-    print(f"bosky: {printable(message)}", file=sys.stderr)
 
 
 def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
@@ -184,7 +178,7 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     if args.permissions:
         ident = identity_mod.resolve(instance_id, environ)
         if settings.project == config.Settings.project:
-            _err(f"warning: no project (--project, BOSKY_PROJECT or 'project:'): this policy "
+            err(f"warning: no project (--project, BOSKY_PROJECT or 'project:'): this policy "
                  f"allows only Source '{settings.project}'")
         return _print_permissions(settings, ident.region, ident.account_id)
     if args.status is None:
@@ -238,47 +232,6 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     return code
 
 
-class Progress:
-    """While a send waits (retrying, or for credentials), one line on a
-    terminal says so and counts the seconds; nothing when stderr is not a
-    terminal (scripts, cloud-init's log), and the line is wiped when done."""
-
-    AFTER = 2.0  # a send that answers within this long shows nothing
-
-    def __init__(self, region: str, budget: float) -> None:
-        import threading
-
-        self.region, self.budget = region, budget
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._shown = False
-
-    def __enter__(self) -> Progress:
-        import threading
-
-        if sys.stderr is not None and sys.stderr.isatty():
-            self._thread = threading.Thread(target=self._tick, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self._shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-    def _tick(self) -> None:
-        waited = self.AFTER
-        while not self._stop.wait(1.0 if self._shown else self.AFTER):
-            self._shown = True
-            sys.stderr.write(f"\rbosky: no answer yet from AWS in {self.region}, retrying "
-                             f"({waited:.0f}s of {self.budget:.0f}s; Ctrl-C to stop)")
-            sys.stderr.flush()
-            waited += 1.0
-
-
 def _read_message(message: Optional[str]) -> str:
     if message != "-":
         return message or ""
@@ -306,7 +259,7 @@ def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
         why += "; set aside as rejected (never retried), 'bosky status' lists it"
     elif result.spool_error:
         why += f"; and not spooled: {result.spool_error}"
-    _err(why)
+    err(why)
     return EXIT_NOT_DELIVERED
 
 
@@ -328,7 +281,7 @@ def _act(actions: Sequence[Any], settings: config.Settings, region: str, no_spoo
             why += "; spooled, 'bosky flush' retries it"
         elif result.rejected:
             why += "; set aside as rejected (never retried), 'bosky status' lists it"
-        _err(why)
+        err(why)
         code = EXIT_NOT_DELIVERED
     return code
 
@@ -343,13 +296,6 @@ def _print_dry_run(entry: Dict[str, Any], actions: Sequence[Any] = ()) -> int:
         out["Actions"] = list(actions)
     print(safe_json(out))
     return EXIT_OK
-
-
-def safe_json(data: Any) -> str:
-    """Indented JSON with non-ASCII text kept readable but every character a
-    terminal would act on escaped (still valid JSON, the same values)."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _print_permissions(settings: config.Settings, region: Optional[str],
@@ -386,114 +332,6 @@ def config_template() -> str:
 # -- subcommands ---------------------------------------------------------
 
 
-#: Which wins for a spooled event, said by flush --help and status --help.
-_FLUSH_REGION = "region to send spooled events to, instead of the one stored with each " \
-    "(a bus named by ARN keeps its ARN's region)"
-_FLUSH_ENDPOINT = "endpoint to send spooled events through, instead of the one stored with " \
-    "each (also env AWS_ENDPOINT_URL_EVENTBRIDGE, AWS_ENDPOINT_URL_EVENTS, or the config file)"
-
-
-def _spool_settings(p: Parser, argv: List[str],
-                    environ: Mapping[str, str]) -> Tuple[argparse.Namespace, config.Settings]:
-    """Parse a spool subcommand's arguments; settings with the connection flags checked."""
-    add_connection(p, _FLUSH_REGION, _FLUSH_ENDPOINT)
-    args = p.parse_args(argv)
-    flags = {"region": args.region, "endpoint_url": args.endpoint_url}
-    return args, config.resolve(flags, environ, args.config)
-
-
-def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
-    p = subcommand("flush", "Send every spooled event (and action) now.")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="give up after this long (default: send_timeout)")
-    args, settings = _spool_settings(p, argv, environ)
-    from .. import awsconfig
-    from ..delivery.outbox import flush
-    from ..delivery.spool import Spool
-
-    chosen = awsconfig.profile(args.profile, environ)
-    awsconfig.check(chosen)
-    environ = awsconfig.sending_environ(chosen, environ)
-    spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
-    budget = args.timeout or settings.send_timeout
-    if spool.records()[0]:
-        missing = awsconfig.no_credentials(chosen, environ)
-        if missing:
-            raise DeliveryError(f"{missing}; the spooled events stay spooled")
-    with Progress(args.region or "each event's region", budget):
-        report = flush(spool, environ, budget, settings.endpoint_url, region=args.region,
-                       action_endpoints=settings.endpoints())
-    if report.busy:
-        _err("another bosky is flushing the spool; try again shortly")
-        return EXIT_NOT_DELIVERED
-    busy = f" ({report.in_flight} being sent by another bosky)" if report.in_flight else ""
-    print(f"delivered {report.delivered}, still spooled {report.remaining}{busy}, "
-          f"rejected {report.rejected}, corrupt {report.corrupt}")
-    if report.remaining or report.rejected or report.corrupt:
-        if report.last_error:
-            _err(f"last error: {report.last_error}")
-        return EXIT_NOT_DELIVERED
-    return EXIT_OK
-
-
-def status_command(argv: List[str], environ: Mapping[str, str]) -> int:
-    p = subcommand("status", "Show this boot's verdict, the reporter, and what waits "
-                   "in the spool.")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    args, settings = _spool_settings(p, argv, environ)
-    from ..boot.state import describe
-
-    report = describe(settings, args.region)
-    if args.json:
-        print(safe_json(report))
-    else:
-        print(render_status(report))
-    return EXIT_OK
-
-
-def render_status(report: Mapping[str, Any]) -> str:
-    lines: List[str] = []
-    verdict = report.get("verdict")
-    spool = report["spool"]
-    waiting = {item["EventId"] for item in spool["events"]}
-    if not verdict:
-        lines.append("this boot: no verdict yet")
-    elif verdict.get("Sent") is False:
-        lines.append(f"this boot: {verdict.get('Status')} (not sent: 'send' leaves it out)")
-    elif verdict.get("EventId") in waiting:
-        lines.append(f"this boot: {verdict.get('Status')} not delivered yet, waiting in the "
-                     f"spool as {verdict.get('EventId')}")
-    else:
-        lines.append(f"this boot: {verdict.get('Status')} sent as {verdict.get('EventId')} "
-                     f"at {verdict.get('Time')}")
-    lines.append(f"reporter: {report.get('reporter')}")
-    lines.append(f"spool {spool['directory']}: {len(spool['events'])} event(s), "
-                 f"{spool['bytes']} bytes, {spool['dropped']} dropped, "
-                 f"{len(spool['corrupt'])} corrupt, {len(spool['rejected'])} rejected")
-    for item in spool["events"]:
-        lines.append(printable(
-            f"  {item['EventId']} {_kind(item)}{item['Status']} age {item['AgeSeconds']:.0f}s, "
-            f"{item['Attempts']} attempt(s), last error: {item['LastError'] or '-'}; "
-            f"flush sends it to {_target(item['SendsTo'])}"))
-    for path in spool["corrupt"]:
-        lines.append(printable(f"  corrupt (set aside, not sent): {path}"))
-    for path in spool["rejected"]:
-        lines.append(printable(f"  rejected by AWS (not retried): {path}"))
-    return "\n".join(lines)
-
-
-def _kind(item: Mapping[str, Any]) -> str:
-    """'' for an event (as before); the kind of an action, e.g. 'lifecycle '."""
-    kind = str(item.get("Kind") or "event")
-    return "" if kind == "event" else f"{kind} "
-
-
-def _target(sends_to: Mapping[str, Any]) -> str:
-    endpoint = sends_to["EndpointUrl"]
-    return f"{sends_to['Region']} via {endpoint}" if endpoint else \
-        f"{sends_to['Region']} (regional endpoint)"
-
-
 def _lazy(module: str, function: str) -> Callable[[List[str], Mapping[str, str]], int]:
     def run(argv: List[str], environ: Mapping[str, str]) -> int:
         import importlib
@@ -506,8 +344,8 @@ def _lazy(module: str, function: str) -> Callable[[List[str], Mapping[str, str]]
 
 
 SUBCOMMANDS: Dict[str, Callable[[List[str], Mapping[str, str]], int]] = {
-    "flush": flush_command,
-    "status": status_command,
+    "flush": _lazy("tools.spooled", "flush_command"),
+    "status": _lazy("tools.spooled", "status_command"),
     "schema": _lazy("tools.schema", "schema_command"),
     "install": _lazy("tools.install", "install_command"),
     "uninstall": _lazy("tools.install", "uninstall_command"),
@@ -515,4 +353,4 @@ SUBCOMMANDS: Dict[str, Callable[[List[str], Mapping[str, str]], int]] = {
     "fleet": _lazy("tools.fleet", "fleet_command"),
 }
 
-__all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "EXIT_USAGE", "main", "safe_json"]
