@@ -54,6 +54,9 @@ def _event_parser() -> _Parser:
     status.add_argument("--status", dest="status", metavar="STATUS", help="a custom Status")
     p.add_argument("message", nargs="?", default=None,
                    help="the event's Message; '-' reads it from standard input")
+    p.add_argument("--verbatim", action="store_true",
+                   help="send the message as given; by default secrets in it (tokens, keys, "
+                   "password=...) are replaced by [REDACTED]")
     p.add_argument("--project", help="event Source (env BOSKY_PROJECT; default 'unknown')")
     p.add_argument("--instance-id", help="instance id (env BOSKY_INSTANCE_ID; default: looked up)")
     _connection_flags(p, "region of the event bus (env AWS_REGION)",
@@ -143,6 +146,10 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
         raise UsageError("--instance-id (or BOSKY_INSTANCE_ID) must be 1 to 256 letters, digits "
                          "or ._:/-")
     message = _read_message(args.message)
+    if not args.verbatim:
+        from ..redact import redact
+
+        message = redact(message)
     ident = identity_mod.resolve(instance_id, environ)
     from ..arns import send_region
 
