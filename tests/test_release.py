@@ -157,3 +157,21 @@ def test_versions_disagreeing_stop_the_release(tmp_path: Path) -> None:
     spec.write_text(re.sub(r"^Version:.*$", "Version:        9.9.9", spec.read_text(), flags=re.M))
     with pytest.raises(release.ReleaseError, match=r"packaging/bosky.spec says 9.9.9"):
         release.check_versions(tree, release.version(tree))
+
+
+#: ``pip install bosky`` / ``pip3 install -U bosky==0.1.0``: a name an index resolves.
+BARE_NAME = re.compile(r"pip3?\s+install\b[^`\n|]*?"
+                       r"(?<![\w./-])bosky(?:[=<>~!]=?[\w.]*)?(?![\w./-])")
+
+
+def test_no_install_route_asks_an_index_for_the_name() -> None:
+    """README, the bake script, Image Builder, Packer and doctor's hints install
+    a named file; whoever registered "bosky" on an index would run as root."""
+    places = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "infra").iterdir()),
+              *sorted((REPO_ROOT / "cc_bosky").rglob("*.py"))]
+    found = [f"{p.relative_to(REPO_ROOT)}: {m.group(0)}" for p in places if p.is_file()
+             for m in BARE_NAME.finditer(p.read_text(encoding="utf-8"))]
+    assert found == []
+    assert BARE_NAME.search("then `pip3 install bosky`")
+    assert BARE_NAME.search("python3 -m pip install --upgrade bosky==0.1.0")
+    assert not BARE_NAME.search("pip3 install --require-hashes -r bosky.txt")

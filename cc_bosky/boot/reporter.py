@@ -58,7 +58,7 @@ class Reporter:
         self.started = clock()
         self._first: Optional[bool]
         self.watch = CloudInitWatch(state.path(settings, state.FINAL_PID))
-        from ..actions.boot import BootActions
+        from .actions import BootActions
 
         self.actions = BootActions(settings, environ, clock)
 

@@ -254,7 +254,7 @@ def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
 
 def _act(actions: Sequence[Any], settings: config.Settings, region: str, no_spool: bool,
          environ: Mapping[str, str]) -> int:
-    from ..delivery.action import Action
+    from ..delivery.deliverable import listing
     from ..delivery.outbox import act
     from ..delivery.spool import Spool
 
@@ -265,8 +265,7 @@ def _act(actions: Sequence[Any], settings: config.Settings, region: str, no_spoo
                       settings.send_timeout):
         if result.outcome.delivered:
             continue
-        what = result.event.describe() if isinstance(result.event, Action) else "event"
-        why = f"{what} not done: {result.outcome.reason()}"
+        why = f"{listing(result.event).what} not done: {result.outcome.reason()}"
         if result.spooled:
             why += "; spooled, 'bosky flush' retries it"
         elif result.rejected:
