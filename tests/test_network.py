@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Mapping
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -50,6 +50,16 @@ def role_env(env: Dict[str, str]) -> Dict[str, str]:
 
 def spooled(env: Mapping[str, str]) -> Any:
     return Spool(env["BOSKY_SPOOL_DIR"]).records()[0]
+
+
+def backoff_clock() -> Tuple[Callable[[], float], Callable[[float], None]]:
+    """(clock, sleep) for in-process sends: the backoff passes without waiting for it."""
+    now = [time.monotonic()]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    return (lambda: now[0]), sleep
 
 
 # -- redirects ------------------------------------------------------------------------------
@@ -90,12 +100,14 @@ def test_any_redirect_of_any_call_fails_the_attempt(fault_proxy, elsewhere, role
     location = f"{elsewhere.url}/{path}" + ("?X-Amz-Security-Token=x" if query else "")
     fault_proxy.redirect(location, status=status)
     env = {**role_env, "AWS_ENDPOINT_URL_EVENTS": fault_proxy.url}
-    target = Target(DEFAULT_REGION, fault_proxy.url, budget=0.3)
-    (outcome,) = put_events([{"Source": "s", "DetailType": "d", "Detail": "{}"}], target, env)
-    assert not outcome.delivered and outcome.retryable
+    target = Target(DEFAULT_REGION, fault_proxy.url, budget=2.0)
+    (outcome,) = put_events([{"Source": "s", "DetailType": "d", "Detail": "{}"}], target, env,
+                            *backoff_clock())
+    assert not outcome.delivered and outcome.retryable and outcome.attempts > 1
     assert outcome.error_code == "Redirect" and f"HTTP {status}" in outcome.reason()
     hook = call("CompleteLifecycleAction", {"AutoScalingGroupName": "g"},
-                Target(DEFAULT_REGION, fault_proxy.url, 0.3, "autoscaling"), env)
+                Target(DEFAULT_REGION, fault_proxy.url, 2.0, "autoscaling"), env,
+                *backoff_clock())
     assert not hook.delivered and hook.error_code == "Redirect"
     assert elsewhere.received == []
 
@@ -156,8 +168,9 @@ def test_the_reporters_flush_window_ends_against_a_drip_and_frees_the_spool(
 def test_garbage_answers_are_failed_attempts_never_escapes(fault_proxy, env, answer) -> None:
     fault_proxy.reset()
     fault_proxy.garbage(answer, times=None)
-    target = Target(DEFAULT_REGION, fault_proxy.url, budget=0.3)
-    (outcome,) = put_events([{"Source": "s", "DetailType": "d", "Detail": "{}"}], target, env)
+    target = Target(DEFAULT_REGION, fault_proxy.url, budget=2.0)
+    (outcome,) = put_events([{"Source": "s", "DetailType": "d", "Detail": "{}"}], target, env,
+                            *backoff_clock())
     assert not outcome.delivered
     assert outcome.error_code and "\n" not in outcome.reason()
 

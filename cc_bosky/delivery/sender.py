@@ -290,6 +290,11 @@ class _Session:
         way is waited for again by the next attempt, never started twice.
         """
         if self._loading is None or self._loading.done:
+            # Imported here, not in the thread: loading botocore takes no
+            # network, and a slow machine's import time must not eat the deadline.
+            import botocore.credentials
+            import botocore.utils  # noqa: F401
+
             self._loading = Pending(self._load_frozen)
         try:
             return self._loading.wait(timeout)
@@ -403,7 +408,10 @@ def load_credentials(environ: Mapping[str, str]) -> Any:
     if _uses_profiles(environ):
         import botocore.session
 
-        return botocore.session.Session().get_credentials()
+        # The profile this environment names (``bosky --profile`` sets it),
+        # not only os.environ's.
+        profile = environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE") or None
+        return botocore.session.Session(profile=profile).get_credentials()
     from botocore.utils import InstanceMetadataFetcher
 
     providers: List[Any] = [bc.ContainerProvider(environ=dict(environ))]
