@@ -222,3 +222,20 @@ def test_the_rpm_installed_with_rpm_root_reports_a_boot(
     detail = assert_valid_event(event, detail_validator)
     assert (detail["Status"], detail["CloudInitVersion"]) == ("fail", from_rpm.version)
     assert [line for line in detail["LogTail"] if "schema migration failed" in line]
+
+
+def test_debian_rules_puts_the_distribution_python_first(tmp_path: Path) -> None:
+    """dpkg-buildpackage run by hand, pyenv's shim first on PATH: debian/rules
+    hands pybuild a PATH where python3.X is Debian's ("No module named build")."""
+    make = needs.tool("make", "Debian's build-essential, pulled in by debhelper")
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "python3").write_text(SHIM)
+    (shims / "python3").chmod(0o755)
+    done = subprocess.run(
+        [make, "-s", "-f", "debian/rules", "--eval", "which-python: ; @command -v python3",
+         "which-python"], cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+        env={**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}",
+             "VIRTUAL_ENV": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "/usr/bin/python3"
