@@ -367,6 +367,8 @@ def _looks_random(c: _Compiled, token: str) -> bool:
     if not (any(ch.isupper() for ch in core) and any(ch.islower() for ch in core)
             and any(ch.isdigit() for ch in core)):
         return False  # hex digests, UUIDs, ids, lower-case names, ALL_CAPS constants
+    if n == 40 and "_" not in core and "-" not in core and "~" not in core:
+        return True  # an AWS secret access key's exact shape
     # CamelCase names and paths are mostly words.
     if sum(len(w) for w in c.lower_run.findall(core)) > n * 0.5:
         return False
