@@ -24,7 +24,7 @@ from ..errors import (
     BoskyError,
     UsageError,
 )
-from ..text import printable
+from ..text import printable, safe_json
 from ..version import __version__
 from .args import Parser, add_config, add_connection, subcommand
 
@@ -33,8 +33,6 @@ MAX_STATUS = 256  # the detail schema's bound
 # An instance id is one Resources entry (at most 2048 characters); real ones
 # are i- and 17 hex digits, hand-made ones (`web-1`) must at least be sane.
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,256}")
-# Characters a terminal acts on that JSON leaves raw with ensure_ascii=False.
-_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 #: Each subcommand and what it does: the bare call's usage, --help, and the
@@ -285,13 +283,6 @@ def _print_dry_run(entry: Dict[str, Any], actions: Sequence[Any] = ()) -> int:
         out["Actions"] = list(actions)
     print(safe_json(out))
     return EXIT_OK
-
-
-def safe_json(data: Any) -> str:
-    """Indented JSON with non-ASCII text kept readable but every character a
-    terminal would act on escaped (still valid JSON, the same values)."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _print_permissions(settings: config.Settings, region: Optional[str],
