@@ -150,3 +150,9 @@ def send_region(event_bus: Optional[str], configured: Optional[str],
     whatever the environment's default region says; then the configured
     region, then the instance's own."""
     return bus_region(event_bus) or configured or instance_region
+
+
+def log_group_arn(group: str, region: Optional[str], account_id: Optional[str]) -> str:
+    """A log group's ARN as IAM matches it (with the ``:*`` its streams add)."""
+    return (f"arn:{partition(region)}:logs:{region or '*'}:{account_id or '*'}"
+            f":log-group:{group}:*")

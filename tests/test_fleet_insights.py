@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import time
@@ -207,3 +208,39 @@ def test_insights_progress_shows_on_a_terminal_only() -> None:
         progress.done()
     assert "1 of 4 queries done, 1,200,000 records, 5,300.0 MB scanned" in term.getvalue()
     assert pipe.getvalue() == ""
+
+
+# -- the same queries, shipped in the consumer stack -------------------------------------------
+
+
+def test_the_stack_ships_the_same_queries_and_its_dashboard_runs_them() -> None:
+    from tests.test_infra import CONSUMER, Resolver, load_template
+
+    template = load_template(CONSUMER)
+    resolve = Resolver(template, {"ProjectName": "web"})
+    resources = template["Resources"]
+    for name in insights.NAMES:
+        query = resolve(resources[f"Query{name.capitalize()}"]["Properties"])
+        assert query["QueryString"] == insights.query_text(name)
+        assert query["Name"] == f"bosky/web/{name}"
+        assert query["LogGroupNames"] == [resolve({"Ref": "VerdictLog"})]
+        logs_insights.parse(query["QueryString"])
+    body = json.loads(resolve(resources["FleetDashboard"]["Properties"]["DashboardBody"]))
+    queries = [w["properties"]["query"] for w in body["widgets"] if w["type"] == "log"]
+    group = resolve({"Ref": "VerdictLog"})
+    assert queries == [f"SOURCE '{group}' | " + insights.query_text(name)
+                       for name in insights.NAMES]
+
+
+def test_the_report_s_permissions_cover_both_engines() -> None:
+    proc = run_bosky(["fleet", "--log-group", "/aws/events/bosky/web", "--permissions",
+                      "--region", "eu-west-1"], env={"PATH": os.environ.get("PATH", "")})
+    assert proc.returncode == 0, proc.stderr
+    policy = json.loads(proc.stdout)
+    actions = {a for s in policy["Statement"] for a in
+               ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == {"logs:FilterLogEvents", "logs:StartQuery", "logs:GetQueryResults",
+                       "logs:StopQuery"}
+    scoped = [s["Resource"] for s in policy["Statement"]
+              if s["Action"] in ("logs:FilterLogEvents", "logs:StartQuery")]
+    assert scoped == ["arn:aws:logs:eu-west-1:*:log-group:/aws/events/bosky/web:*"] * 2

@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .. import config
+from .. import config, redact
 from ..errors import (
     EXIT_INTERRUPTED,
     EXIT_NOT_DELIVERED,
@@ -86,6 +86,7 @@ def event_parser() -> Parser:
     status.add_argument("--status", dest="status", metavar="STATUS", help="a custom Status")
     p.add_argument("message", nargs="?", default=None,
                    help="the event's Message; '-' reads it from standard input")
+    p.add_argument("--verbatim", action="store_true", help="send the message unredacted")
     p.add_argument("--project", help="event Source (env BOSKY_PROJECT; default 'unknown')")
     p.add_argument("--instance-id", help="instance id (env BOSKY_INSTANCE_ID; default: looked up)")
     add_connection(p, "region of the event bus (env AWS_REGION)",
@@ -184,7 +185,7 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     if instance_id is not None and not _INSTANCE_ID.fullmatch(instance_id):
         raise UsageError("--instance-id (or BOSKY_INSTANCE_ID) must be 1 to 256 letters, digits "
                          "or ._:/-")
-    message = _read_message(args.message)
+    message = _read_message(args.message, redacted=not args.verbatim)
     ident = identity_mod.resolve(instance_id, environ)
     from ..arns import send_region
 
@@ -219,12 +220,11 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     return code
 
 
-def _read_message(message: Optional[str]) -> str:
-    if message != "-":
-        return message or ""
-    raw = sys.stdin.buffer.read(MAX_STDIN_MESSAGE + 1) if sys.stdin else b""
-    # Longer input is cut here and again, marked, by the event's size limit.
-    return raw[:MAX_STDIN_MESSAGE].decode("utf-8", "replace").rstrip("\n")
+def _read_message(message: Optional[str], redacted: bool) -> str:
+    if message == "-":  # longer input is cut here and again, marked, by the event's size limit
+        raw = sys.stdin.buffer.read(MAX_STDIN_MESSAGE + 1) if sys.stdin else b""
+        message = raw[:MAX_STDIN_MESSAGE].decode("utf-8", "replace").rstrip("\n")
+    return redact.redact(message or "") if redacted else message or ""
 
 
 def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
