@@ -384,7 +384,10 @@ def load_credentials(environ: Mapping[str, str]) -> Any:
     if _uses_profiles(environ):
         import botocore.session
 
-        return botocore.session.Session().get_credentials()
+        # The profile this environment names (``bosky --profile`` sets it),
+        # not only os.environ's.
+        profile = environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE") or None
+        return botocore.session.Session(profile=profile).get_credentials()
     from botocore.utils import InstanceMetadataFetcher
 
     providers: List[Any] = [bc.ContainerProvider(environ=dict(environ))]
