@@ -128,6 +128,7 @@ class _Compiled:
         self.reference_key = re.compile(
             rf"(?i)[_.-](?:{rules.REFERENCE_SUFFIXES})\\?[\"']?[ \t]*(?:=>|:=|=|:)[ \t]*\Z")
         self.public_start = re.compile(rules.PUBLIC_STARTS)
+        self.not_secret_key = re.compile(rf"(?i)(?:{rules.NOT_SECRET_KEYS})")
         self.placeholder = re.compile(rf"[\"']?{rules.PLACEHOLDER}[\"']?[,;]?", re.IGNORECASE)
         self.upper_or_digit = re.compile("[A-Z0-9]")
         # A line of a key's body: base64, or an encrypted key's Proc-Type/DEK-Info header.
@@ -182,15 +183,20 @@ def _substitutions(c: _Compiled) -> List[_Sub]:
         (re.compile(rf"(?i)([?&;](?:{params})=){_NOT_MASKED}[^&\s#\"'<>]+"),
          lambda m: f"{m.group(1)}{MASK}", ("=",)),
         # HTTP headers whose value is a credential: all of it, scheme kept.
-        (re.compile(rf"(?i)(?<![\w-])((?:{headers})[ \t]*[:=][ \t]*(?:{scheme}[ \t]+)?)"
-                    + _NOT_MASKED + r"[^\s\"'][^\n\"']*"),
+        (re.compile(rf"(?i)(?<![\w-])((?:{headers})[ \t]*[:=][ \t]*"
+                    rf"(?!(?:{scheme}[ \t]+)?\[REDACTED)(?:{scheme}[ \t]+)?)"
+                    r"[^\s\"'][^\n\"']*"),
          lambda m: f"{m.group(1)}{MASK}", ("auth", "key", "token", "cookie", "api")),
         (re.compile(rf"(?i)(?<![\w-])(bearer[ \t]+){_NOT_MASKED}[A-Za-z0-9._~+/=-]{{8,}}"),
          lambda m: f"{m.group(1)}{MASK}", ("bearer",)),
-        # curl -u user:password
-        (re.compile(r"(?<![\w-])((?:-u|--user)[ =]?[\"']?[^\s:\"']+:)" + _NOT_MASKED
-                    + r"('[^'\n]*'|\"[^\"\n]*\"|[^\s\"']+)"),
-         lambda m: f"{m.group(1)}{_quoted_mask(m.group(2))}", ("-u", "--user")),
+        # curl -u 'user:pass word': the pair quoted as one argument.
+        (re.compile(r"(?<![\w-])((?:-u|--user)(?:[ \t]+|=)?([\"'])[^:\"'\n]*:)" + _NOT_MASKED
+                    + r"([^\"'\n]+)(?=\2)"),
+         lambda m: f"{m.group(1)}{MASK}", ("-u", "--user")),
+        # curl -u user:password, and -u TOKEN: (an API key as the user name).
+        (re.compile(r"(?<![\w-])((?:-u|--user)(?:[ \t]+|=)?[\"']?[^\s:\"']*:)" + _NOT_MASKED
+                    + r"('[^'\n]*'|\"[^\"\n]*\"|[^\s\"']*)"),
+         _user_password, ("-u", "--user")),
         # docker login -p PASSWORD (and the other tools whose -p is a password), and
         # mysql -pPASSWORD (glued to -p). The rest of the line is matched
         # greedily and searched inside: a lazy scan for -p from every
@@ -216,7 +222,8 @@ def _substitutions(c: _Compiled) -> List[_Sub]:
         # A bare `key:value` without a space is no assignment (ARNs, apt's
         # package:arch), unless the key was quoted (JSON).
         (re.compile(rf"(?i)(\\?[\"']?{key}\\?[\"']?"
-                    r"(?:[ \t]*(?:=>|:=|=)[ \t]*|[ \t]*:[ \t]+|(?<=[\"'])[ \t]*:[ \t]*))"
+                    r"(?:[ \t]*(?:=>|:{1,3}=|\?=|\+=|=)[ \t]*|[ \t]*:[ \t]+"
+                    r"|(?<=[\"'])[ \t]*:[ \t]*))"
                     + _NOT_MASKED + r"(" + quoted + r"|[^\s\"'][^\n]*)"),
          lambda m: _assignment(c, m), keyword_needles),
     ]
@@ -245,9 +252,20 @@ def _is_placeholder(c: _Compiled, value: str) -> bool:
     return c.placeholder.fullmatch(value.strip()) is not None
 
 
+def _user_password(m: Match[str]) -> str:
+    user, password = m.group(1), m.group(2)
+    if password.strip("\"'"):
+        return f"{user}{_quoted_mask(password)}"
+    name = re.search(r"[^\s\"'=:]+:$", user)  # -u TOKEN: the token is the user name
+    if name is None or len(name.group()) < 13:
+        return m.group(0)
+    return f"{user[:name.start()]}{MASK}:{password}"
+
+
 def _assignment(c: _Compiled, m: Match[str]) -> str:
     value = m.group(2)
-    if c.reference_key.search(m.group(1)):
+    if (c.reference_key.search(m.group(1)) or c.not_secret_key.search(m.group(1))
+            or "[REDACTED" in value):  # an earlier rule has masked it, scheme kept
         return m.group(0)
     if value[:1] in "\"'" or value[:2] == '\\"':
         return m.group(0) if _is_placeholder(c, value) else m.group(1) + _quoted_mask(value)
@@ -349,6 +367,8 @@ def _looks_random(c: _Compiled, token: str) -> bool:
     if not (any(ch.isupper() for ch in core) and any(ch.islower() for ch in core)
             and any(ch.isdigit() for ch in core)):
         return False  # hex digests, UUIDs, ids, lower-case names, ALL_CAPS constants
+    if n == 40 and "_" not in core and "-" not in core and "~" not in core:
+        return True  # an AWS secret access key's exact shape
     # CamelCase names and paths are mostly words.
     if sum(len(w) for w in c.lower_run.findall(core)) > n * 0.5:
         return False
