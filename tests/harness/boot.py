@@ -454,7 +454,7 @@ class Instance:
         """The generated /etc/cloud/cloud.cfg (JSON is valid YAML)."""
         cfg: dict[str, Any] = {
             "system_info": {
-                "distro": "debian",
+                "distro": self.release.distro,
                 "paths": {
                     "cloud_dir": "/var/lib/cloud/",
                     "run_dir": "/run/cloud-init/",
