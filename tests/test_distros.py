@@ -19,9 +19,12 @@ from typing import Dict, NamedTuple
 
 import pytest
 
-from cc_bosky.tools import doctor
-from cc_bosky.tools.install import FINAL_KEY, INIT_KEY, effective_lists, names, read_system
-from cc_bosky.tools.units import unit_model
+from cc_bosky.checks import OK, WARN
+from cc_bosky.checks.cloudinit import check_units, check_version
+from cc_bosky.host.cloudcfg import FINAL_KEY, INIT_KEY, effective_lists, names, read_system
+from cc_bosky.host.python import cloud_init_version_on_disk
+from cc_bosky.host.units import unit_model
+from cc_bosky.tools.doctor import run_checks
 from tests.harness.fixtures import booted_releases, load_release
 from tests.harness.releases import Release
 from tests.support.fixtures import run_bosky
@@ -79,13 +82,13 @@ def image_of(build: Release, root: Path) -> Path:
 def test_doctor_reads_the_version_each_build_reports(build: Release) -> None:
     """From the files (an image, --root) and from the build's own Python: the same string."""
     expected = EXPECTED[build.id].version
-    on_disk = doctor.cloud_init_version_on_disk(build.site_dir / "cloudinit")
+    on_disk = cloud_init_version_on_disk(build.site_dir / "cloudinit")
     live = subprocess.run(
         [str(build.python), "-c", "from cloudinit import version; print(version.version_string())"],
         env={"PYTHONPATH": str(build.site_dir), "PATH": "/usr/bin:/bin"}, cwd="/",
         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     assert (on_disk, live) == (expected, expected)
-    assert doctor.check_version(on_disk).status == doctor.OK
+    assert check_version(on_disk).status == OK
 
 
 def test_doctor_knows_where_each_build_runs_its_init_stage(build: Release, tmp_path: Path) -> None:
@@ -95,15 +98,15 @@ def test_doctor_knows_where_each_build_runs_its_init_stage(build: Release, tmp_p
     model = unit_model(root)
     wanted = EXPECTED[build.id]
     assert (model.init_unit, model.kill_mode) == (wanted.init_unit, wanted.kill_mode)
-    check = doctor.check_units(root)
+    check = check_units(root)
     if model.spares_children:
-        assert check.status == doctor.OK and "not needed" in check.detail, check
+        assert check.status == OK and "not needed" in check.detail, check
     else:
-        assert check.status == doctor.WARN and wanted.init_unit in check.detail, check
+        assert check.status == WARN and wanted.init_unit in check.detail, check
     proc = run_bosky(["install", "--root", str(root)])
     assert proc.returncode == 0, proc.stderr
-    after = doctor.check_units(root)
-    assert after.status == doctor.OK, after
+    after = check_units(root)
+    assert after.status == OK, after
 
 
 def test_install_root_on_the_distributions_own_cloud_cfg(build: Release, tmp_path: Path) -> None:
@@ -121,8 +124,8 @@ def test_install_root_on_the_distributions_own_cloud_cfg(build: Release, tmp_pat
     final = names(after[FINAL_KEY])
     if "power_state_change" in final:
         assert final.index("bosky") < final.index("power_state_change"), final
-    checks = {c.name: c for c in doctor.run_checks(root, {}, image=True)}
-    assert checks["cloud-init version"].status == doctor.OK, checks["cloud-init version"]
+    checks = {c.name: c for c in run_checks(root, {}, image=True)}
+    assert checks["cloud-init version"].status == OK, checks["cloud-init version"]
     assert EXPECTED[build.id].version in checks["cloud-init"].detail, checks["cloud-init"]
     for name in ("registered", "drop-in", "reporter unit"):
-        assert checks[name].status == doctor.OK, checks[name]
+        assert checks[name].status == OK, checks[name]

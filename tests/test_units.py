@@ -17,7 +17,9 @@ from typing import Any, List
 import pytest
 
 from cc_bosky.boot import handoff
-from cc_bosky.tools import cli, doctor, units
+from cc_bosky.checks import OK, WARN
+from cc_bosky.host import units
+from cc_bosky.tools import cli, doctor
 from tests.test_install import make_root
 
 UNITS = Path("etc/systemd/system")
@@ -120,12 +122,12 @@ def test_doctor_says_when_the_reporter_unit_is_missing_or_broken(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = systemd_root(tmp_path)
     missing = check(root)
-    assert missing.status == doctor.WARN and "systemd-run" in missing.detail
+    assert missing.status == WARN and "systemd-run" in missing.detail
     assert missing.fix == f"bosky install --root {root}"
 
     run(capsys, "install", "--root", str(root))
-    assert check(root).status == doctor.OK
+    assert check(root).status == OK
 
     (root / "usr/bin/python3.11").unlink()  # the image's Python was replaced
     broken = check(root)
-    assert broken.status == doctor.WARN and "/usr/bin/python3.11" in broken.detail
+    assert broken.status == WARN and "/usr/bin/python3.11" in broken.detail

@@ -6,12 +6,20 @@ from __future__ import annotations
 from typing import List, Mapping, Optional
 
 from .. import config
+from ..actions import (
+    Plan,
+    complete_facts,
+    facts_from_record,
+    hook_spec,
+    resolve,
+    signal_spec,
+    wanted_tags,
+)
 from ..boot.state import read_json
 from ..delivery import query
 from ..delivery.sender import Outcome, Target, call
 from ..identity import Identity
-from ..tools.doctor import FAIL, OK, WARN, Check
-from . import Plan, complete_facts, facts_from_record, hook_spec, resolve, signal_spec, wanted_tags
+from . import FAIL, OK, WARN, Check
 
 _BUDGET = 5.0
 _DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
