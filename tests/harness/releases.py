@@ -197,9 +197,9 @@ BUILD_IDS: tuple[str, ...] = tuple(BUILD_SPECS)
 
 #: The builds that run every boot scenario (the rest run the one-boot
 #: scenarios marked ``every_build``): Ubuntu 24.04 is the newest code in the
-#: classic four units on the newest Python, 22.2.2 the oldest code, on 3.9,
-#: with no ``took N seconds`` in its log.
-FULL_BUILD_IDS: tuple[str, ...] = ("ubuntu-24.04", "22.2.2")
+#: classic four units, on the newest Python. One build, not two: the whole
+#: boot suite costs CI minutes per build.
+FULL_BUILD_IDS: tuple[str, ...] = ("ubuntu-24.04",)
 
 ALL_SPECS: dict[str, ReleaseSpec] = {**RELEASE_SPECS, **BUILD_SPECS}
 ALL_IDS: tuple[str, ...] = tuple(ALL_SPECS)
@@ -235,6 +235,10 @@ class Release:
     distribution: str = "Debian"
     #: cloud-init's distro class, as the distribution's own cloud.cfg names it.
     distro: str = "debian"
+    #: Whether the instance has a DHCP client (a stub that gets no lease):
+    #: these distributions' packages depend on one, and 23.4 logs a WARNING
+    #: (a recoverable error: a degraded boot) for each client it cannot find.
+    dhcp_client: bool = False
 
     @property
     def units(self) -> dict[str, str]:
@@ -655,6 +659,7 @@ def _release_from(spec: ReleaseSpec, home: Path, debian_version: str) -> Release
         id=spec.id,
         distribution=spec.source.distribution if spec.source else "Debian",
         distro=spec.source.variant if spec.source else "debian",
+        dhcp_client=spec.source is not None,
     )
 
 
