@@ -9,10 +9,12 @@ unpacked Debian's cloud-init, the real one is probed too.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
@@ -33,6 +35,7 @@ from cc_bosky.checks.cloudinit import (
     check_imports,
     check_registered,
     check_version,
+    install_hint,
 )
 from cc_bosky.checks.settings import check_config, check_region, load_config, resolve_region
 from cc_bosky.host.python import (
@@ -59,8 +62,8 @@ def write(path: Path, text: str, mode: int = 0o644) -> Path:
 
 
 def fake_site(directory: Path, cloud_init: Optional[str] = "22.4.2", bosky: str = "module",
-              boto3: bool = True) -> Path:
-    """Packages for a fake cloud-init Python: cloudinit, cc_bosky, boto3 as asked."""
+              botocore: bool = True) -> Path:
+    """Packages for a fake cloud-init Python: cloudinit, cc_bosky, botocore as asked."""
     if cloud_init:
         write(directory / "cloudinit" / "__init__.py", "")
         write(directory / "cloudinit" / "version.py",
@@ -71,8 +74,8 @@ def fake_site(directory: Path, cloud_init: Optional[str] = "22.4.2", bosky: str 
         write(directory / "cc_bosky" / "version.py", '__version__ = "0.1.0"\n')
     elif bosky == "impostor":
         write(directory / "cc_bosky.py", "X = 1\n")
-    if boto3:
-        write(directory / "boto3" / "__init__.py", '__version__ = "1.99.0"\n')
+    if botocore:
+        write(directory / "botocore" / "__init__.py", '__version__ = "1.99.0"\n')
     return directory
 
 
@@ -132,7 +135,7 @@ def test_a_good_cloud_init_python(live: Dict[str, Any]) -> None:
               check_imports(probe, found.python, {"PATH": live["PATH"]})]
     assert [c.status for c in checks] == [OK, OK, OK], checks
     assert checks[0].detail.startswith(f"22.4.2 at {found.script}, Python ")
-    assert "boto3 1.99.0" in checks[2].detail
+    assert "botocore 1.99.0" in checks[2].detail
 
 
 def test_cloud_init_not_found() -> None:
@@ -161,22 +164,22 @@ def test_an_old_cloud_init_is_reported_from_its_own_version_module(tmp_path: Pat
     assert check_version(probe["cloudinit"]["version"]).status == FAIL
 
 
-@pytest.mark.parametrize(("bosky", "boto3", "says"), [
+@pytest.mark.parametrize(("bosky", "botocore", "says"), [
     ("none", True, "cannot import cc_bosky: ModuleNotFoundError"),
-    ("module", False, "cannot import boto3: ModuleNotFoundError"),
+    ("module", False, "cannot import botocore: ModuleNotFoundError"),
     ("impostor", True, "is not bosky's cloud-init module"),
 ])
-def test_imports_fail_with_what_to_do(tmp_path: Path, bosky: str, boto3: bool,
+def test_imports_fail_with_what_to_do(tmp_path: Path, bosky: str, botocore: bool,
                                       says: str) -> None:
     bindir = tmp_path / "bin"
     python = wrapper_python(bindir / "py", fake_site(tmp_path / "site", bosky=bosky,
-                                                     boto3=boto3))
+                                                     botocore=botocore))
     cloud_init_script(bindir, str(python))
     found, probe = probe_live({"PATH": str(bindir)})
     check = check_imports(probe, found.python, {})
     assert check.status == FAIL and says in check.detail, check
-    assert check.fix in (f"install bosky into that Python: {python} -m pip install bosky",
-                         "remove the other cc_bosky; reinstall bosky")
+    assert check.fix in (install_hint(str(python)), "remove the other cc_bosky; reinstall bosky")
+    assert "pip install bosky" not in check.fix and "--require-hashes" in install_hint("py")
 
 
 def test_imports_only_through_pythonpath_is_a_warning(live: Dict[str, Any]) -> None:
@@ -223,15 +226,17 @@ def test_the_real_debian_cloud_init_is_probed(tmp_path: Path) -> None:
 # -- an image, read from disk ------------------------------------------------------------------
 
 
-def make_image(tmp_path: Path, python_minor: str = "3.11", boto3_minor: str = "3.11") -> Path:
+def make_image(tmp_path: Path, python_minor: str = "3.11",
+               botocore_minor: str = "3.11") -> Path:
     """A system root like a Debian image with cloud-init and ``pip install bosky``."""
     root = make_root(tmp_path)
     cloud_init_script(root / "usr" / "bin", "/usr/bin/python3")
     (root / "usr" / "bin" / "python3").symlink_to(f"python{python_minor}")
-    fake_site(root / "usr" / "lib" / "python3" / "dist-packages", bosky="none", boto3=False)
+    fake_site(root / "usr" / "lib" / "python3" / "dist-packages", bosky="none", botocore=False)
     local = root / "usr" / "local" / "lib"
-    fake_site(local / f"python{python_minor}" / "dist-packages", cloud_init=None, boto3=False)
-    fake_site(local / f"python{boto3_minor}" / "dist-packages", cloud_init=None, bosky="none")
+    fake_site(local / f"python{python_minor}" / "dist-packages", cloud_init=None, botocore=False)
+    fake_site(local / f"python{botocore_minor}" / "dist-packages", cloud_init=None,
+              bosky="none")
     return root
 
 
@@ -249,11 +254,11 @@ def test_an_image_is_inspected_without_running_its_python(tmp_path: Path) -> Non
 
 
 def test_packages_of_another_python_version_do_not_count(tmp_path: Path) -> None:
-    root = make_image(tmp_path, python_minor="3.11", boto3_minor="3.9")
+    root = make_image(tmp_path, python_minor="3.11", botocore_minor="3.9")
     found = find_cloud_init(root, {})
     probe = probe_for(found, root, {})
     check = check_imports(probe, found.python if found else (), {}, live=False)
-    assert check.status == FAIL and "boto3: not found in" in check.detail
+    assert check.status == FAIL and "botocore: not found in" in check.detail
 
 
 # -- registration and the drop-in --------------------------------------------------------------
@@ -415,10 +420,49 @@ def test_endpoint_through_a_proxy(listener: int) -> None:
     url = "https://events.us-east-1.amazonaws.com"
     check = check_endpoint(url, env)
     assert check.status == OK and f"via proxy 127.0.0.1:{listener}" in check.detail
-    assert proxy_for("https", "events.us-east-1.amazonaws.com",
-                            {**env, "NO_PROXY": ".amazonaws.com"}) is None
-    assert proxy_for("https", "x.example", {**env, "no_proxy": "*"}) is None
-    assert proxy_for("http", "x.example", env) is None
+    assert proxy_for(url, {**env, "NO_PROXY": ".amazonaws.com"}) is None
+    assert proxy_for("https://x.example", {**env, "no_proxy": "*"}) is None
+    assert proxy_for("http://x.example", env) is None
+
+
+def sender_uses_a_proxy(url: str, env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> bool:
+    """What the sender's urllib decides: its opener's ProxyHandler reads os.environ."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "REQUEST_METHOD":
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    request = urllib.request.Request(url)
+    direct = request.host
+    getattr(urllib.request.ProxyHandler(), f"{request.type}_open", lambda r: None)(request)
+    return request.host != direct
+
+
+ENDPOINTS = ["https://events.us-east-1.amazonaws.com", "https://events.eu-west-1.amazonaws.com:443",
+             "https://events.cn-north-1.amazonaws.com.cn", "http://127.0.0.1:4010"]
+NO_PROXY_FORMS = ["", "*", "amazonaws.com", ".amazonaws.com", "amazonaws.com:443",
+                  "events.us-east-1.amazonaws.com", "events.us-east-1.amazonaws.com:443",
+                  " AmazonAWS.com ", "example.com, .amazonaws.com", "*.amazonaws.com",
+                  "127.0.0.1", "127.0.0.1:4010", "127.0.0.0/8", "localhost", "com", ".cn"]
+
+
+@pytest.mark.parametrize("no_proxy", NO_PROXY_FORMS)
+def test_doctor_and_the_sender_agree_on_what_no_proxy_bypasses(
+        no_proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for names in ({"https_proxy": "http://proxy.test:3128", "http_proxy": "http://proxy.test:3128",
+                   "no_proxy": no_proxy},
+                  {"HTTPS_PROXY": "http://proxy.test:3128", "NO_PROXY": no_proxy}):
+        for url in ENDPOINTS:
+            doctor_says = proxy_for(url, names) is not None
+            assert doctor_says == sender_uses_a_proxy(url, names, monkeypatch), (url, names)
+
+
+def test_no_proxy_with_a_port_bypasses_only_that_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case: 'amazonaws.com:443' matches no regional endpoint written without
+    a port, so the sender goes through the proxy, and doctor says so."""
+    env = {"HTTPS_PROXY": "http://proxy.test:3128", "NO_PROXY": "amazonaws.com:443"}
+    assert proxy_for("https://events.us-east-1.amazonaws.com", env) == ("proxy.test", 3128)
+    assert sender_uses_a_proxy("https://events.us-east-1.amazonaws.com", env, monkeypatch)
 
 
 def test_a_hanging_connect_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

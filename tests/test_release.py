@@ -10,16 +10,18 @@ inside the build; a finding there fails it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
 from cc_bosky.version import __version__
 from devtools import release
+from tests.conftest import assert_valid_event
 from tests.harness.releases import base_python
 from tests.support import needs
 from tests.support.fixtures import REPO_ROOT
@@ -157,3 +159,66 @@ def test_versions_disagreeing_stop_the_release(tmp_path: Path) -> None:
     spec.write_text(re.sub(r"^Version:.*$", "Version:        9.9.9", spec.read_text(), flags=re.M))
     with pytest.raises(release.ReleaseError, match=r"packaging/bosky.spec says 9.9.9"):
         release.check_versions(tree, release.version(tree))
+
+
+#: ``pip install bosky`` / ``pip3 install -U bosky==0.1.0``: a name an index resolves.
+BARE_NAME = re.compile(r"pip3?\s+install\b[^`\n|]*?"
+                       r"(?<![\w./-])bosky(?:[=<>~!]=?[\w.]*)?(?![\w./-])")
+
+
+def test_no_install_route_asks_an_index_for_the_name() -> None:
+    """README, the bake script, Image Builder, Packer and doctor's hints install
+    a named file; whoever registered "bosky" on an index would run as root."""
+    places = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "infra").iterdir()),
+              *sorted((REPO_ROOT / "cc_bosky").rglob("*.py"))]
+    found = [f"{p.relative_to(REPO_ROOT)}: {m.group(0)}" for p in places if p.is_file()
+             for m in BARE_NAME.finditer(p.read_text(encoding="utf-8"))]
+    assert found == []
+    assert BARE_NAME.search("then `pip3 install bosky`")
+    assert BARE_NAME.search("python3 -m pip install --upgrade bosky==0.1.0")
+    assert not BARE_NAME.search("pip3 install --require-hashes -r bosky.txt")
+
+
+def rpm_builds() -> List[str]:
+    """The namespace builds whose Python is the rpm's (3.9): Amazon Linux
+    2023's and RHEL 9's bases (22.2.2, 23.4) where the harness has them, else
+    whatever release runs on 3.9; narrowed by ``BOSKY_RELEASES``."""
+    from tests.harness.fixtures import selected_releases
+    from tests.harness.releases import RELEASE_SPECS
+
+    on_39 = [rid for rid, spec in RELEASE_SPECS.items() if spec.python == release.RPM_PYTHON]
+    wanted = [rid for rid in ("22.2.2", "23.4") if rid in on_39] or on_39
+    chosen = set(selected_releases())
+    return [rid for rid in wanted if rid in chosen]
+
+
+@pytest.mark.cloudinit
+@pytest.mark.parametrize("build", rpm_builds())
+def test_the_rpm_installed_with_rpm_root_reports_a_boot(
+        built: Dict[str, Path], build: str, tmp_path: Path, imds: Any, eventbridge: Any,
+        consumer: Any, detail_validator: Any) -> None:
+    """The rpm's files as dnf lays them out, imported by cloud-init on its 3.9:
+    a failing user-data script's boot is reported as failed."""
+    from tests.harness.boot import Instance
+    from tests.harness.fixtures import namespace_problem
+    from tests.harness.releases import ensure_release
+    from tests.test_boot import stanza, verdicts
+
+    problem = namespace_problem()
+    if problem:
+        needs.unavailable(problem)
+    site = install_rpm(built["rpm"], tmp_path / "rpm-root") / RPM_SITE.lstrip("/")
+    from_rpm = dataclasses.replace(ensure_release(build), bosky_dir=site)
+    imds.metadata = dataclasses.replace(imds.metadata, region="us-east-1")
+    env = {"AWS_ENDPOINT_URL_EVENTS": eventbridge.url,
+           "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
+    machine = Instance(from_rpm, tmp_path / "instance", imds=imds, env=env)
+    boot = machine.boot(user_data="#!/bin/sh\necho 'schema migration failed' >&2\nexit 3\n",
+                        cloud_cfg_d={"90_bosky.cfg": stanza(consumer)}, wait_reporter=60)
+    loaded = {ln.split("from '", 1)[1].split("'", 1)[0]
+              for ln in boot.cloud_init_log.splitlines() if "Running module bosky" in ln}
+    assert loaded and all(p.startswith(str(site)) for p in loaded), loaded
+    (event,) = verdicts(consumer)
+    detail = assert_valid_event(event, detail_validator)
+    assert (detail["Status"], detail["CloudInitVersion"]) == ("fail", from_rpm.version)
+    assert [line for line in detail["LogTail"] if "schema migration failed" in line]

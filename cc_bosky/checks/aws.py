@@ -6,7 +6,11 @@ from __future__ import annotations
 import socket
 import threading
 import urllib.parse
+import urllib.request
 from typing import Any, Dict, Mapping, Optional, Tuple
+
+# A public name of urllib.request that typeshed's stubs leave out.
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
 from . import FAIL, OK, WARN, Check
 from .settings import ConfigView
@@ -55,7 +59,7 @@ def check_endpoint(url: Optional[str], environ: Mapping[str, str], instance: boo
     if not parts.hostname or not port:
         return Check(name, FAIL, f"{url!r} is not an http(s) URL", "correct endpoint_url")
     host, via = parts.hostname, ""
-    proxy = proxy_for(parts.scheme, host, environ)
+    proxy = proxy_for(url, environ)
     if proxy:
         host, port, via = proxy[0], proxy[1], f" via proxy {proxy[0]}:{proxy[1]}"
     error = tcp_connect(host, port, timeout)
@@ -66,11 +70,17 @@ def check_endpoint(url: Optional[str], environ: Mapping[str, str], instance: boo
     return Check(name, OK, f"{host}:{port}{via} accepts connections ({url})")
 
 
-def proxy_for(scheme: str, host: str, environ: Mapping[str, str]) -> Optional[Tuple[str, int]]:
-    """The proxy urllib would use for ``host``, from ``environ`` (not os.environ)."""
-    proxy = environ.get(f"{scheme}_proxy") or environ.get(f"{scheme.upper()}_PROXY")
-    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
-    if not proxy or _bypassed(host, no_proxy):
+def proxy_for(url: str, environ: Mapping[str, str]) -> Optional[Tuple[str, int]]:
+    """The proxy the sender would use for ``url`` (host, port), or None when it goes direct.
+
+    The verdict is the standard library's, as the sender's urllib reaches it
+    (``ProxyHandler``: the ``<scheme>_proxy`` variable, then
+    ``proxy_bypass_environment`` on the request's host, its port included when
+    the URL names one), only read from ``environ`` rather than os.environ.
+    """
+    proxies = proxies_from(environ)
+    proxy = proxies.get(urllib.parse.urlsplit(url).scheme)
+    if not proxy or proxy_bypass_environment(urllib.request.Request(url).host, proxies):
         return None
     parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     try:
@@ -80,13 +90,21 @@ def proxy_for(scheme: str, host: str, environ: Mapping[str, str]) -> Optional[Tu
     return (parts.hostname, port) if parts.hostname else None
 
 
-def _bypassed(host: str, no_proxy: str) -> bool:
-    """``no_proxy`` as urllib reads it: ``*``, or names matching the host or a parent domain."""
-    for entry in (e.strip().lower().lstrip(".") for e in no_proxy.split(",")):
-        entry = entry.split(":", 1)[0] if entry.count(":") == 1 else entry
-        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
-            return True
-    return False
+def proxies_from(environ: Mapping[str, str]) -> Dict[str, str]:
+    """``urllib.request.getproxies_environment()`` for ``environ``: that function reads
+    only os.environ. Lowercase names win; an empty one unsets; a CGI request's
+    HTTP_PROXY is ignored (CVE-2016-1000110), as there."""
+    proxies = {name.lower()[:-6]: value for name, value in environ.items()
+               if value and name.lower().endswith("_proxy")}
+    if "REQUEST_METHOD" in environ:
+        proxies.pop("http", None)
+    for name, value in environ.items():
+        if name.endswith("_proxy"):
+            if value:
+                proxies[name.lower()[:-6]] = value
+            else:
+                proxies.pop(name.lower()[:-6], None)
+    return proxies
 
 
 def tcp_connect(host: str, port: int, timeout: float) -> Optional[str]:

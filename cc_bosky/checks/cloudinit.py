@@ -55,6 +55,15 @@ def check_version(version: Optional[str]) -> Check:
     return Check(name, OK, f"{version} (bosky needs {wanted} or later)")
 
 
+def install_hint(interpreter: str) -> str:
+    """How to install bosky into *interpreter*: a file of its release, by hash.
+    Never a bare name: no index carries bosky, so whoever registered it there
+    would run as root."""
+    return (f"install bosky's release into that Python by file, its SHA-256 checked against "
+            f"SHA256SUMS (README 'Install'): the .deb with apt-get, the .rpm with dnf, or the "
+            f"wheel with {interpreter} -m pip install --no-deps --require-hashes -r FILE")
+
+
 def check_imports(probe: Mapping[str, Any], python: Sequence[str],
                   environ: Mapping[str, str], live: bool = True) -> Check:
     name = "imports"
@@ -62,16 +71,17 @@ def check_imports(probe: Mapping[str, Any], python: Sequence[str],
         return Check(name, WARN, "skipped: cloud-init's Python is not usable")
     interpreter = python[0] if python else "python3"
     missing = [(mod, (probe.get(mod) or {}).get("error", "unknown"))
-               for mod in ("cc_bosky", "boto3") if "error" in (probe.get(mod) or {"error": ""})]
+               for mod in ("cc_bosky", "botocore") if "error" in (probe.get(mod) or {"error": ""})]
     if missing:
         what = "; ".join(f"{mod}: {why}" for mod, why in missing)
         return Check(name, FAIL, f"cloud-init's Python ({interpreter}) cannot import {what}",
-                     f"install bosky into that Python: {interpreter} -m pip install bosky")
-    bosky, boto3 = probe["cc_bosky"], probe["boto3"]
+                     install_hint(interpreter))
+    # botocore, not boto3: it is all bosky imports, and all the rpm depends on.
+    bosky, botocore = probe["cc_bosky"], probe["botocore"]
     if not probe.get("static") and not bosky.get("handle"):
         return Check(name, FAIL, f"cc_bosky at {bosky.get('where')} is not bosky's cloud-init "
                      "module (it has no handle)", "remove the other cc_bosky; reinstall bosky")
-    detail = (f"cc_bosky ({bosky.get('where')}) and boto3 {boto3.get('version')} "
+    detail = (f"cc_bosky ({bosky.get('where')}) and botocore {botocore.get('version')} "
               f"for {interpreter}")
     if probe.get("static"):
         return Check(name, OK, detail + " (found on disk, not imported)")

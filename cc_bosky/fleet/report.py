@@ -26,8 +26,8 @@ the same in Logs Insights' language, and tests hold the two to one answer):
 Memory is bounded for a month of a large fleet (the scan path reads every
 verdict): a boot costs one dictionary entry of two small integers (a 64-bit
 digest of its key, and its packed state: status, group, failed-module set,
-BootSeconds), about 150 bytes; only the latest failures keep text, at most
-``failures + _SLACK`` of them at a time.
+BootSeconds), about 180 bytes (benchmarks/fleet.py); only the latest
+failures keep text, at most ``failures + _SLACK`` of them at a time.
 """
 
 from __future__ import annotations

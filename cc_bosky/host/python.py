@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .root import in_root, is_live
 
-# Importing boto3 takes ~0.3 s; a loaded machine gets a wide margin.
+# Importing botocore takes ~0.3 s; a loaded machine gets a wide margin.
 PROBE_TIMEOUT = 20.0
 _SCRIPT_DIRS = ("/usr/bin", "/usr/local/bin", "/bin")
 
@@ -90,7 +90,7 @@ def find(name):
     return {"where": where, "version": str(getattr(mod, "__version__", "")),
             "handle": hasattr(mod, "handle")}
 out = {"python": sys.version.split()[0], "cloudinit": find("cloudinit"),
-       "cc_bosky": find("cc_bosky"), "boto3": find("boto3")}
+       "cc_bosky": find("cc_bosky"), "botocore": find("botocore")}
 if "error" not in out["cloudinit"]:
     try:
         from cloudinit import version
@@ -132,7 +132,7 @@ def static_probe(root: Path, python: Sequence[str]) -> Dict[str, Any]:
     for name, version_file, pattern in (
         ("cloudinit", "version.py", r"""__VERSION__\s*=\s*['"]([^'"]+)"""),
         ("cc_bosky", "version.py", r"""__version__\s*=\s*['"]([^'"]+)"""),
-        ("boto3", "__init__.py", r"""__version__\s*=\s*['"]([^'"]+)"""),
+        ("botocore", "__init__.py", r"""__version__\s*=\s*['"]([^'"]+)"""),
     ):
         out[name] = _find_package(dirs, name, version_file, pattern)
     where = out["cloudinit"].get("where")

@@ -68,6 +68,9 @@ def fleet_parser() -> Parser:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help=f"give up after this long (default {SCAN_TIMEOUT:g} for scan, "
                    f"{INSIGHTS_TIMEOUT:g} for insights; at most 3600, Insights' own timeout)")
+    p.add_argument("--permissions", action="store_true",
+                   help="print the IAM policy this report needs on --log-group (both engines) "
+                   "and exit")
     return p
 
 
@@ -89,6 +92,12 @@ def fleet_command(argv: List[str], environ: Mapping[str, str]) -> int:
                          f"({fleet_report.iso(end)})")
     if not _LOG_GROUP.match(args.log_group):
         raise UsageError(f"--log-group {args.log_group!r}: 1 to 512 letters, digits or ._-/#")
+    if args.permissions:
+        from .policy import fleet_reader_policy
+
+        region = args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+        print(safe_json(fleet_reader_policy(args.log_group, region, None)))
+        return EXIT_OK
     engine = args.engine
     if engine == "auto":
         engine = "insights" if end - start > SCAN_UP_TO else "scan"
