@@ -25,9 +25,10 @@ from ..errors import (
     DeliveryError,
     UsageError,
 )
+from ..text import safe_json
 from ..version import __version__
 from .args import Parser, add_config, add_connection
-from .output import Progress, err, safe_json
+from .output import Progress, err
 
 MAX_STDIN_MESSAGE = 1024 * 1024
 MAX_STATUS = 256  # the detail schema's bound

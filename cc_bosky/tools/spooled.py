@@ -7,9 +7,9 @@ from typing import Any, List, Mapping, Tuple
 
 from .. import config
 from ..errors import EXIT_NOT_DELIVERED, EXIT_OK, DeliveryError
-from ..text import printable
+from ..text import printable, safe_json
 from .args import Parser, add_connection, subcommand
-from .output import Progress, err, safe_json
+from .output import Progress, err
 
 #: Which wins for a spooled event, said by flush --help and status --help.
 _FLUSH_REGION = "region to send spooled events to, instead of the one stored with each " \
