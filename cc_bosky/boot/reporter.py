@@ -191,6 +191,15 @@ class Reporter:
         warnings = [str(w) for w in self.job.get("config_warnings") or []]
         if warnings:
             extra["ConfigWarnings"] = warnings
+        # Everything from the instance goes through redaction: cloud-init's
+        # error strings and messages can quote user data (a runcmd item, a
+        # schema warning), and the log tail (redacted as it is read) scripts'
+        # output.
+        from ..redact import redact, redact_all
+
+        for name in ("Errors", "RecoverableErrors", "ConfigWarnings"):
+            if name in extra:
+                extra[name] = redact_all(extra[name])
         if self.settings.log_lines:
             from .logtail import OUTPUT_LOG, tail
 
@@ -203,7 +212,7 @@ class Reporter:
             source=self.settings.project,
             detail_type=self.settings.detail_type,
             status=found.status,
-            message=found.message,
+            message=redact(found.message),
             identity=ident.detail_fields(),
             origin="boot",
             resources=(arns.instance_arn(ident.instance_id, ident.region or region,
@@ -286,16 +295,13 @@ class Reporter:
                         "or 'bosky flush' retries them", report.remaining, report.last_error)
 
     def _send_unspooled(self, event: Event, region: str) -> None:
+        """No spool copy to fall back on: the sender keeps trying, by its one retry
+        policy, for the whole flush window rather than one send timeout."""
         from ..delivery.outbox import send
         from ..delivery.sender import Target
 
-        end = self.clock() + max(self.settings.flush_window, self.settings.send_timeout)
-        while self.clock() < end:
-            (result,) = send([event], Target(region, self.settings.endpoint_url,
-                                             self.settings.send_timeout), None, self.environ)
-            if result.outcome.delivered or not result.outcome.retryable:
-                return
-            self.sleep(5.0)
+        budget = max(self.settings.flush_window, self.settings.send_timeout)
+        send([event], Target(region, self.settings.endpoint_url, budget), None, self.environ)
 
 
 def _stage_done(status: Optional[Dict[str, Any]], name: str) -> bool:
