@@ -22,7 +22,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .. import layers
+from .. import files, layers
 from ..errors import ConfigError
 from . import handoff, state
 
@@ -92,7 +92,7 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
     if in_final:
         # Lets the reporter tell "still running" from "gone without result.json".
         _write(state.path(run_dir, state.FINAL_PID), str(os.getpid()))
-    lock = state.try_lock(state.path(run_dir, state.LOCK))
+    lock = files.lock(state.path(run_dir, state.LOCK))
     if lock is None:
         LOG.debug("bosky: reporter already running for this boot")
         return None
@@ -126,7 +126,7 @@ def _spawn(job_file: str, lock: int, own_unit: bool) -> str:
     process costs ~30 ms of the stage; posix_spawn uses vfork on every version.
     """
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-    reporter = [sys.executable, "-m", "cc_bosky.boot.reporter", job_file]
+    reporter = handoff.reporter_argv(sys.executable, job_file)
     if own_unit:
         if handoff.request(job_file):
             return f"by {handoff.PATH_UNIT}"
@@ -139,8 +139,7 @@ def _spawn(job_file: str, lock: int, own_unit: bool) -> str:
 
 
 def _write(file: str, text: str) -> None:
-    with open(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(text)
+    files.write_atomic(file, text.encode(), sync=False)
 
 
 __all__ = ["CONFIG_WARNING", "boot_layers", "boot_settings", "start_reporter"]
