@@ -9,6 +9,8 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_NOT_DELIVERED = 1
 EXIT_USAGE = 2
+# As a shell reports a command ended by SIGINT (128 + 2): Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 
 class BoskyError(Exception):

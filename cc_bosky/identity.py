@@ -78,12 +78,17 @@ def _fill(found: Identity, local: Mapping[str, Optional[str]]) -> Dict[str, Opti
 
 def from_instance_data(path: str = INSTANCE_DATA) -> Identity:
     """What cloud-init recorded about the instance; empty if there is no record."""
+    return identity_from_record(read_instance_data(path))
+
+
+def read_instance_data(path: str = INSTANCE_DATA) -> Optional[Dict[str, Any]]:
+    """cloud-init's record of the instance (world-readable, no network); None without one."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError):
-        return Identity()
-    return identity_from_record(data)
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def identity_from_record(data: Any) -> Identity:

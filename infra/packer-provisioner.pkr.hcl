@@ -2,8 +2,10 @@
 #
 # Copy this file next to install-bosky.sh into your Packer template directory,
 # point "sources" at your own source block, and build with
-#   packer build -var bosky_project=my-fleet .
-# The first provisioner installs bosky into the Python that runs cloud-init
+#   packer build -var bosky_project=my-fleet -var bosky_package=dist/bosky_0.1.0_all.deb \
+#     -var bosky_sha256=<its line in dist/SHA256SUMS> .
+# The file provisioner uploads the package; the first shell provisioner checks
+# its SHA-256, installs it into the Python that runs cloud-init
 # and registers the module ('bosky install --config'); the second checks the
 # image with 'bosky doctor --image' (the build instance's own credentials and
 # network are not the future instances', so those checks are left out).
@@ -21,12 +23,21 @@ variable "bosky_event_bus" {
 
 variable "bosky_package" {
   type        = string
-  default     = "bosky"
-  description = "bosky's package: a pip requirement (e.g. bosky==0.1.0), or a wheel or bosky_VERSION_all.deb file copied onto the machine."
+  description = "A file of bosky's release on this machine (bosky_VERSION_all.deb, bosky-VERSION-1.noarch.rpm or the wheel): the file provisioner uploads it. Never a package name."
+}
+
+variable "bosky_sha256" {
+  type        = string
+  description = "That file's SHA-256, from the release's SHA256SUMS; a file that does not match is not installed."
 }
 
 build {
   sources = ["source.amazon-ebs.base"]
+
+  provisioner "file" {
+    source      = var.bosky_package
+    destination = "/tmp/${basename(var.bosky_package)}"
+  }
 
   provisioner "shell" {
     script          = "${path.root}/install-bosky.sh"
@@ -35,7 +46,8 @@ build {
       "BAKE_STEP=install",
       "BAKE_PROJECT=${var.bosky_project}",
       "BAKE_EVENT_BUS=${var.bosky_event_bus}",
-      "BAKE_BOSKY_PACKAGE=${var.bosky_package}",
+      "BAKE_BOSKY_PACKAGE=/tmp/${basename(var.bosky_package)}",
+      "BAKE_BOSKY_SHA256=${var.bosky_sha256}",
     ]
   }
 

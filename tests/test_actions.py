@@ -172,7 +172,7 @@ def test_an_action_record_is_kept_beside_events_and_read_back(tmp_path) -> None:
 
 def doctor_checks(asg: ActionsEmulator, env: Dict[str, str], tmp_path: Path, **settings: Any):
     from cc_bosky import config
-    from cc_bosky.actions.doctor import action_checks
+    from cc_bosky.checks.actions import action_checks
     from cc_bosky.identity import Identity
 
     endpoints = {"autoscaling_endpoint_url": asg.url, "cloudformation_endpoint_url": asg.url}

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 
+from cc_bosky.delivery.deliverable import listing
 from cc_bosky.delivery.spool import Spool
 from tests.support.actions_emulator import ActionsEmulator, Hook
 from tests.support.faultproxy import FaultProxy
@@ -196,7 +197,7 @@ def test_a_completion_that_could_not_be_made_during_the_boot_is_made_later(
             consumer, lifecycle_hook="boot-check", send_timeout=2, flush_window=2),
             FAILING_SCRIPT), wait_reporter=60)
         (waiting,) = [r for r in spool.records()[0] if r.path.endswith(".action")]
-        assert waiting.event.status == "ABANDON" and waiting.attempts >= 1
+        assert listing(waiting.event).status == "ABANDON" and waiting.attempts >= 1
         assert asg.state(inst.imds.metadata.instance_id) == "Pending:Wait"
         proxy.restore()
         if later == "next boot":

@@ -9,18 +9,44 @@ unpacked Debian's cloud-init, the real one is probed too.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
 import pytest
 
+from cc_bosky.checks import FAIL, OK, WARN, Check
+from cc_bosky.checks.aws import (
+    check_credentials,
+    check_endpoint,
+    check_send_test,
+    endpoint_url,
+    proxy_for,
+    tcp_connect,
+)
+from cc_bosky.checks.cloudinit import (
+    check_cloud_init,
+    check_dropin,
+    check_imports,
+    check_registered,
+    check_version,
+    install_hint,
+)
+from cc_bosky.checks.settings import check_config, check_region, load_config, resolve_region
+from cc_bosky.host.python import (
+    CloudInit,
+    find_cloud_init,
+    probe_for,
+    probe_python,
+    shebang_command,
+)
 from cc_bosky.identity import Identity
 from cc_bosky.tools import doctor, install
-from cc_bosky.tools.doctor import FAIL, OK, WARN, Check
 from tests.harness.releases import ensure_release
 from tests.support.bounds import SLACK
 from tests.support.emulator import DUMMY_SECRET_KEY
@@ -36,8 +62,8 @@ def write(path: Path, text: str, mode: int = 0o644) -> Path:
 
 
 def fake_site(directory: Path, cloud_init: Optional[str] = "22.4.2", bosky: str = "module",
-              boto3: bool = True) -> Path:
-    """Packages for a fake cloud-init Python: cloudinit, cc_bosky, boto3 as asked."""
+              botocore: bool = True) -> Path:
+    """Packages for a fake cloud-init Python: cloudinit, cc_bosky, botocore as asked."""
     if cloud_init:
         write(directory / "cloudinit" / "__init__.py", "")
         write(directory / "cloudinit" / "version.py",
@@ -48,8 +74,8 @@ def fake_site(directory: Path, cloud_init: Optional[str] = "22.4.2", bosky: str 
         write(directory / "cc_bosky" / "version.py", '__version__ = "0.1.0"\n')
     elif bosky == "impostor":
         write(directory / "cc_bosky.py", "X = 1\n")
-    if boto3:
-        write(directory / "boto3" / "__init__.py", '__version__ = "1.99.0"\n')
+    if botocore:
+        write(directory / "botocore" / "__init__.py", '__version__ = "1.99.0"\n')
     return directory
 
 
@@ -73,8 +99,8 @@ def live(tmp_path: Path) -> Dict[str, Any]:
 
 
 def probe_live(environ: Dict[str, str]) -> Any:
-    found = doctor.find_cloud_init(Path("/"), environ)
-    return found, doctor.probe_for(found, Path("/"), environ)
+    found = find_cloud_init(Path("/"), environ)
+    return found, probe_for(found, Path("/"), environ)
 
 
 # -- cloud-init and its Python -----------------------------------------------------------------
@@ -94,28 +120,28 @@ def test_shebang_forms(tmp_path: Path) -> None:
     }
     for shebang, expected in cases.items():
         script = cloud_init_script(tmp_path, shebang)
-        assert doctor.shebang_command(script, Path("/"), env) == expected, shebang
+        assert shebang_command(script, Path("/"), env) == expected, shebang
     write(tmp_path / "cloud-init", "import sys\n")
-    assert doctor.shebang_command(tmp_path / "cloud-init", Path("/"), env) == ()
+    assert shebang_command(tmp_path / "cloud-init", Path("/"), env) == ()
     image = tmp_path / "image"
     script = cloud_init_script(image / "usr" / "bin", "/usr/bin/python3")
-    assert doctor.shebang_command(script, image, env) == (str(image / "usr/bin/python3"),)
+    assert shebang_command(script, image, env) == (str(image / "usr/bin/python3"),)
 
 
 def test_a_good_cloud_init_python(live: Dict[str, Any]) -> None:
     found, probe = probe_live({"PATH": live["PATH"]})
     assert found.script == live["bindir"] / "cloud-init"
-    checks = [doctor.check_cloud_init(found, probe), doctor.check_version("22.4.2"),
-              doctor.check_imports(probe, found.python, {"PATH": live["PATH"]})]
+    checks = [check_cloud_init(found, probe), check_version("22.4.2"),
+              check_imports(probe, found.python, {"PATH": live["PATH"]})]
     assert [c.status for c in checks] == [OK, OK, OK], checks
     assert checks[0].detail.startswith(f"22.4.2 at {found.script}, Python ")
-    assert "boto3 1.99.0" in checks[2].detail
+    assert "botocore 1.99.0" in checks[2].detail
 
 
 def test_cloud_init_not_found() -> None:
     empty: Dict[str, str] = {"PATH": "/nonexistent"}
-    found = doctor.find_cloud_init(Path("/nonexistent-root"), empty)
-    check = doctor.check_cloud_init(found, doctor.probe_for(found, Path("/"), empty))
+    found = find_cloud_init(Path("/nonexistent-root"), empty)
+    check = check_cloud_init(found, probe_for(found, Path("/"), empty))
     assert check.status == FAIL and "install cloud-init" in check.fix
 
 
@@ -123,7 +149,7 @@ def test_cloud_init_not_found() -> None:
     ("20.4", OK), ("20.4.1", OK), ("25.1.4-0ubuntu1", OK), ("20.3.1", FAIL), ("19.4", FAIL),
     ("banana", WARN), (None, WARN)])
 def test_cloud_init_version_gate(version: Optional[str], status: str) -> None:
-    check = doctor.check_version(version)
+    check = check_version(version)
     assert check.status == status, check
     if status == FAIL:
         assert "older than 20.4" in check.detail and "20.4 or later" in check.fix
@@ -135,47 +161,47 @@ def test_an_old_cloud_init_is_reported_from_its_own_version_module(tmp_path: Pat
     cloud_init_script(bindir, str(python))
     _, probe = probe_live({"PATH": str(bindir)})
     assert probe["cloudinit"]["version"] == "19.4"
-    assert doctor.check_version(probe["cloudinit"]["version"]).status == FAIL
+    assert check_version(probe["cloudinit"]["version"]).status == FAIL
 
 
-@pytest.mark.parametrize(("bosky", "boto3", "says"), [
+@pytest.mark.parametrize(("bosky", "botocore", "says"), [
     ("none", True, "cannot import cc_bosky: ModuleNotFoundError"),
-    ("module", False, "cannot import boto3: ModuleNotFoundError"),
+    ("module", False, "cannot import botocore: ModuleNotFoundError"),
     ("impostor", True, "is not bosky's cloud-init module"),
 ])
-def test_imports_fail_with_what_to_do(tmp_path: Path, bosky: str, boto3: bool,
+def test_imports_fail_with_what_to_do(tmp_path: Path, bosky: str, botocore: bool,
                                       says: str) -> None:
     bindir = tmp_path / "bin"
     python = wrapper_python(bindir / "py", fake_site(tmp_path / "site", bosky=bosky,
-                                                     boto3=boto3))
+                                                     botocore=botocore))
     cloud_init_script(bindir, str(python))
     found, probe = probe_live({"PATH": str(bindir)})
-    check = doctor.check_imports(probe, found.python, {})
+    check = check_imports(probe, found.python, {})
     assert check.status == FAIL and says in check.detail, check
-    assert check.fix in (f"install bosky into that Python: {python} -m pip install bosky",
-                         "remove the other cc_bosky; reinstall bosky")
+    assert check.fix in (install_hint(str(python)), "remove the other cc_bosky; reinstall bosky")
+    assert "pip install bosky" not in check.fix and "--require-hashes" in install_hint("py")
 
 
 def test_imports_only_through_pythonpath_is_a_warning(live: Dict[str, Any]) -> None:
     env = {"PATH": live["PATH"], "PYTHONPATH": "/somewhere"}
     found, probe = probe_live(env)
-    check = doctor.check_imports(probe, found.python, env)
+    check = check_imports(probe, found.python, env)
     assert check.status == WARN and "PYTHONPATH" in check.detail
 
 
 def test_a_hanging_or_broken_interpreter_is_bounded_and_reported(tmp_path: Path) -> None:
     hang = write(tmp_path / "hang", "#!/bin/sh\nsleep 30\n", 0o755)
     started = time.monotonic()
-    probe = doctor.probe_python([str(hang)], {}, timeout=0.5)
+    probe = probe_python([str(hang)], {}, timeout=0.5)
     assert time.monotonic() - started < 0.5 + SLACK  # bounded by its timeout, not by the 30 s
     assert probe == {"error": f"{hang} did not answer within 0.5 s"}
     broken = write(tmp_path / "broken", "#!/bin/sh\necho 'no python here' >&2\nexit 3\n", 0o755)
-    assert doctor.probe_python([str(broken)], {}) == {
+    assert probe_python([str(broken)], {}) == {
         "error": f"{broken} exited with 3: no python here"}
-    missing = doctor.probe_python([str(tmp_path / "absent")], {})
+    missing = probe_python([str(tmp_path / "absent")], {})
     assert missing["error"].startswith(f"cannot run {tmp_path / 'absent'}")
-    found = doctor.CloudInit(tmp_path / "cloud-init", (str(broken),))
-    check = doctor.check_cloud_init(found, doctor.probe_python([str(broken)], {}))
+    found = CloudInit(tmp_path / "cloud-init", (str(broken),))
+    check = check_cloud_init(found, probe_python([str(broken)], {}))
     assert check.status == FAIL and "first line" in check.fix
 
 
@@ -189,9 +215,9 @@ def test_the_real_debian_cloud_init_is_probed(tmp_path: Path) -> None:
                    f"exec {venv_python} \"$@\"\n", 0o755)
     cloud_init_script(bindir, str(python))
     found, probe = probe_live({"PATH": str(bindir)})
-    checks = [doctor.check_cloud_init(found, probe),
-              doctor.check_version(probe["cloudinit"]["version"]),
-              doctor.check_imports(probe, found.python, {})]
+    checks = [check_cloud_init(found, probe),
+              check_version(probe["cloudinit"]["version"]),
+              check_imports(probe, found.python, {})]
     assert [c.status for c in checks] == [OK, OK, OK], checks
     assert probe["cloudinit"]["version"] == "22.4.2"
     assert probe["cc_bosky"]["where"] == str(REPO_ROOT / "cc_bosky" / "__init__.py")
@@ -200,25 +226,27 @@ def test_the_real_debian_cloud_init_is_probed(tmp_path: Path) -> None:
 # -- an image, read from disk ------------------------------------------------------------------
 
 
-def make_image(tmp_path: Path, python_minor: str = "3.11", boto3_minor: str = "3.11") -> Path:
+def make_image(tmp_path: Path, python_minor: str = "3.11",
+               botocore_minor: str = "3.11") -> Path:
     """A system root like a Debian image with cloud-init and ``pip install bosky``."""
     root = make_root(tmp_path)
     cloud_init_script(root / "usr" / "bin", "/usr/bin/python3")
     (root / "usr" / "bin" / "python3").symlink_to(f"python{python_minor}")
-    fake_site(root / "usr" / "lib" / "python3" / "dist-packages", bosky="none", boto3=False)
+    fake_site(root / "usr" / "lib" / "python3" / "dist-packages", bosky="none", botocore=False)
     local = root / "usr" / "local" / "lib"
-    fake_site(local / f"python{python_minor}" / "dist-packages", cloud_init=None, boto3=False)
-    fake_site(local / f"python{boto3_minor}" / "dist-packages", cloud_init=None, bosky="none")
+    fake_site(local / f"python{python_minor}" / "dist-packages", cloud_init=None, botocore=False)
+    fake_site(local / f"python{botocore_minor}" / "dist-packages", cloud_init=None,
+              bosky="none")
     return root
 
 
 def test_an_image_is_inspected_without_running_its_python(tmp_path: Path) -> None:
     root = make_image(tmp_path)
-    found = doctor.find_cloud_init(root, {"PATH": "/nonexistent"})
+    found = find_cloud_init(root, {"PATH": "/nonexistent"})
     assert found is not None and found.python == (str(root / "usr/bin/python3"),)
-    probe = doctor.probe_for(found, root, {})
+    probe = probe_for(found, root, {})
     assert probe["static"] and probe["cloudinit"]["version"] == "22.4.2"
-    checks = [doctor.check_cloud_init(found, probe), doctor.check_imports(probe, found.python,
+    checks = [check_cloud_init(found, probe), check_imports(probe, found.python,
                                                                           {}, live=False)]
     assert [c.status for c in checks] == [OK, OK], checks
     assert "read from the image's files" in checks[0].detail
@@ -226,11 +254,11 @@ def test_an_image_is_inspected_without_running_its_python(tmp_path: Path) -> Non
 
 
 def test_packages_of_another_python_version_do_not_count(tmp_path: Path) -> None:
-    root = make_image(tmp_path, python_minor="3.11", boto3_minor="3.9")
-    found = doctor.find_cloud_init(root, {})
-    probe = doctor.probe_for(found, root, {})
-    check = doctor.check_imports(probe, found.python if found else (), {}, live=False)
-    assert check.status == FAIL and "boto3: not found in" in check.detail
+    root = make_image(tmp_path, python_minor="3.11", botocore_minor="3.9")
+    found = find_cloud_init(root, {})
+    probe = probe_for(found, root, {})
+    check = check_imports(probe, found.python if found else (), {}, live=False)
+    assert check.status == FAIL and "botocore: not found in" in check.detail
 
 
 # -- registration and the drop-in --------------------------------------------------------------
@@ -242,30 +270,30 @@ def bosky_install(root: Path, *args: str) -> None:
 
 def test_registration(tmp_path: Path) -> None:
     root = make_root(tmp_path)
-    check = doctor.check_registered(root)
+    check = check_registered(root)
     assert check.status == FAIL
     assert check.detail.startswith("bosky is not in cloud_init_modules (from /etc/cloud/cloud.cfg)")
     assert check.fix == f"run 'bosky install --root {root}'"
     bosky_install(root)
-    check = doctor.check_registered(root)
+    check = check_registered(root)
     assert check.status == OK and "init and final stages" in check.detail
     write(cfg_d(root) / "99_bosky.cfg", "# mine\ncloud_init_modules: [bosky]\n"
           "cloud_final_modules: [power_state_change, bosky]\n")
-    assert doctor.check_registered(root).status == WARN
+    assert check_registered(root).status == WARN
     (root / "etc" / "cloud" / "cloud.cfg").unlink()
-    assert doctor.check_registered(root).status == FAIL
-    assert doctor.check_dropin(root).status == WARN
+    assert check_registered(root).status == FAIL
+    assert check_dropin(root).status == WARN
 
 
 def test_drop_in_drift_after_a_cloud_init_upgrade(tmp_path: Path) -> None:
     root = make_root(tmp_path)
-    assert doctor.check_dropin(root).status == WARN  # not installed: registered fails
+    assert check_dropin(root).status == WARN  # not installed: registered fails
     bosky_install(root)
-    assert doctor.check_dropin(root).status == OK
+    assert check_dropin(root).status == OK
     cloud_cfg = root / "etc" / "cloud" / "cloud.cfg"
     upgraded = cloud_cfg.read_text().replace(" - phone-home\n", " - install-hotplug\n")
     cloud_cfg.write_text(upgraded)
-    check = doctor.check_dropin(root)
+    check = check_dropin(root)
     assert check.status == FAIL, check
     assert "install-hotplug" not in check.detail  # names are shown canonical
     assert ("cloud_final_modules: /etc/cloud/cloud.cfg now also lists install_hotplug, which "
@@ -273,9 +301,9 @@ def test_drop_in_drift_after_a_cloud_init_upgrade(tmp_path: Path) -> None:
             "no longer has") in check.detail
     assert check.fix == f"run 'bosky install --root {root}' to re-state the lists"
     bosky_install(root)
-    assert doctor.check_dropin(root).status == OK
+    assert check_dropin(root).status == OK
     write(cfg_d(root) / "99_bosky.cfg", "cloud_final_modules: [bosky]\n")
-    assert doctor.check_dropin(root).status == WARN
+    assert check_dropin(root).status == WARN
 
 
 # -- config, region, credentials, endpoint -----------------------------------------------------
@@ -283,14 +311,14 @@ def test_drop_in_drift_after_a_cloud_init_upgrade(tmp_path: Path) -> None:
 
 def test_config_layers_and_their_precedence(tmp_path: Path) -> None:
     root = make_root(tmp_path)
-    view = doctor.load_config(root, {})
-    check = doctor.check_config(view)
+    view = load_config(root, {})
+    check = check_config(view)
     assert check.status == WARN and "Source 'unknown'" in check.detail
     write(root / "etc" / "bosky" / "config.yaml", "project: from-file\nregion: eu-west-1\n"
           "deadline: 600\n")
     bosky_install(root, "--config", "--project", "from-stanza")
-    view = doctor.load_config(root, {"BOSKY_DEADLINE": "900"})
-    assert doctor.check_config(view).status == OK
+    view = load_config(root, {"BOSKY_DEADLINE": "900"})
+    assert check_config(view).status == OK
     assert (view.settings.project, view.settings.region, view.settings.deadline) == (
         "from-stanza", "eu-west-1", 900)
     assert view.origin["project"] == "/etc/cloud/cloud.cfg.d/98_bosky_config.cfg (bosky:)"
@@ -312,36 +340,36 @@ def test_config_problems_fail_naming_the_key(tmp_path: Path, where: Optional[str
     root = make_root(tmp_path)
     if where and content:
         write(root / where, content)
-    check = doctor.check_config(doctor.load_config(root, env))
+    check = check_config(load_config(root, env))
     assert check.status == FAIL and says in check.detail, check
 
 
 def test_an_explicit_config_file_must_exist(tmp_path: Path) -> None:
-    check = doctor.check_config(doctor.load_config(make_root(tmp_path), {},
+    check = check_config(load_config(make_root(tmp_path), {},
                                                    str(tmp_path / "nope.yaml")))
     assert check.status == FAIL and "does not exist" in check.detail
 
 
 def test_region_sources(tmp_path: Path) -> None:
     root = make_root(tmp_path)
-    view = doctor.load_config(root, {"AWS_REGION": "ap-south-1"})
-    region, source = doctor.resolve_region(view, "us-west-2")
-    assert doctor.check_region(region, source, instance=True) == Check(
+    view = load_config(root, {"AWS_REGION": "ap-south-1"})
+    region, source = resolve_region(view, "us-west-2")
+    assert check_region(region, source, instance=True) == Check(
         "region", OK, "ap-south-1 (from environment)")
-    region, source = doctor.resolve_region(doctor.load_config(root, {}), "us-west-2")
-    assert doctor.check_region(region, source, True).detail == "us-west-2 (from instance identity)"
-    assert doctor.check_region(None, "", instance=True).status == FAIL
-    assert doctor.check_region(None, "", instance=False).status == WARN
+    region, source = resolve_region(load_config(root, {}), "us-west-2")
+    assert check_region(region, source, True).detail == "us-west-2 (from instance identity)"
+    assert check_region(None, "", instance=True).status == FAIL
+    assert check_region(None, "", instance=False).status == WARN
 
 
 def test_credentials(tmp_path: Path, aws_env: Dict[str, str]) -> None:
-    check = doctor.check_credentials(aws_env, instance=True)
+    check = check_credentials(aws_env, instance=True)
     assert check == Check("credentials", OK, "found (provider: env)")
     assert DUMMY_SECRET_KEY not in check.line()
     bare = {"HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true"}
-    check = doctor.check_credentials(bare, instance=True)
+    check = check_credentials(bare, instance=True)
     assert check.status == FAIL and "bosky --permissions" in check.fix
-    assert doctor.check_credentials(bare, instance=False).status == WARN
+    assert check_credentials(bare, instance=False).status == WARN
 
 
 def test_a_credential_error_is_named_without_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -352,7 +380,7 @@ def test_a_credential_error_is_named_without_its_message(monkeypatch: pytest.Mon
         raise RuntimeError(f"credential_process 'fetch --token {DUMMY_SECRET_KEY}' failed")
 
     monkeypatch.setattr(sender, "load_credentials", explode)
-    check = doctor.check_credentials({}, instance=True)
+    check = check_credentials({}, instance=True)
     assert check.detail == "loading AWS credentials failed (RuntimeError)"
     assert DUMMY_SECRET_KEY not in check.line()
 
@@ -376,26 +404,65 @@ def closed_port() -> int:
 
 def test_endpoint_reachability(listener: int) -> None:
     url = f"http://127.0.0.1:{listener}"
-    assert doctor.check_endpoint(url, {}) == Check(
+    assert check_endpoint(url, {}) == Check(
         "endpoint", OK, f"127.0.0.1:{listener} accepts connections ({url})")
     port = closed_port()
-    check = doctor.check_endpoint(f"https://127.0.0.1:{port}/", {})
+    check = check_endpoint(f"https://127.0.0.1:{port}/", {})
     assert check.status == FAIL and "Connection refused" in check.detail
     assert "security group" in check.fix
-    assert doctor.check_endpoint("not a url", {}).status == FAIL
-    assert doctor.check_endpoint(None, {}).status == WARN
-    assert doctor.check_endpoint(url, {}, instance=False).status == WARN
+    assert check_endpoint("not a url", {}).status == FAIL
+    assert check_endpoint(None, {}).status == WARN
+    assert check_endpoint(url, {}, instance=False).status == WARN
 
 
 def test_endpoint_through_a_proxy(listener: int) -> None:
     env = {"https_proxy": f"http://127.0.0.1:{listener}"}
     url = "https://events.us-east-1.amazonaws.com"
-    check = doctor.check_endpoint(url, env)
+    check = check_endpoint(url, env)
     assert check.status == OK and f"via proxy 127.0.0.1:{listener}" in check.detail
-    assert doctor.proxy_for("https", "events.us-east-1.amazonaws.com",
-                            {**env, "NO_PROXY": ".amazonaws.com"}) is None
-    assert doctor.proxy_for("https", "x.example", {**env, "no_proxy": "*"}) is None
-    assert doctor.proxy_for("http", "x.example", env) is None
+    assert proxy_for(url, {**env, "NO_PROXY": ".amazonaws.com"}) is None
+    assert proxy_for("https://x.example", {**env, "no_proxy": "*"}) is None
+    assert proxy_for("http://x.example", env) is None
+
+
+def sender_uses_a_proxy(url: str, env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> bool:
+    """What the sender's urllib decides: its opener's ProxyHandler reads os.environ."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "REQUEST_METHOD":
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    request = urllib.request.Request(url)
+    direct = request.host
+    getattr(urllib.request.ProxyHandler(), f"{request.type}_open", lambda r: None)(request)
+    return request.host != direct
+
+
+ENDPOINTS = ["https://events.us-east-1.amazonaws.com", "https://events.eu-west-1.amazonaws.com:443",
+             "https://events.cn-north-1.amazonaws.com.cn", "http://127.0.0.1:4010"]
+NO_PROXY_FORMS = ["", "*", "amazonaws.com", ".amazonaws.com", "amazonaws.com:443",
+                  "events.us-east-1.amazonaws.com", "events.us-east-1.amazonaws.com:443",
+                  " AmazonAWS.com ", "example.com, .amazonaws.com", "*.amazonaws.com",
+                  "127.0.0.1", "127.0.0.1:4010", "127.0.0.0/8", "localhost", "com", ".cn"]
+
+
+@pytest.mark.parametrize("no_proxy", NO_PROXY_FORMS)
+def test_doctor_and_the_sender_agree_on_what_no_proxy_bypasses(
+        no_proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for names in ({"https_proxy": "http://proxy.test:3128", "http_proxy": "http://proxy.test:3128",
+                   "no_proxy": no_proxy},
+                  {"HTTPS_PROXY": "http://proxy.test:3128", "NO_PROXY": no_proxy}):
+        for url in ENDPOINTS:
+            doctor_says = proxy_for(url, names) is not None
+            assert doctor_says == sender_uses_a_proxy(url, names, monkeypatch), (url, names)
+
+
+def test_no_proxy_with_a_port_bypasses_only_that_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case: 'amazonaws.com:443' matches no regional endpoint written without
+    a port, so the sender goes through the proxy, and doctor says so."""
+    env = {"HTTPS_PROXY": "http://proxy.test:3128", "NO_PROXY": "amazonaws.com:443"}
+    assert proxy_for("https://events.us-east-1.amazonaws.com", env) == ("proxy.test", 3128)
+    assert sender_uses_a_proxy("https://events.us-east-1.amazonaws.com", env, monkeypatch)
 
 
 def test_a_hanging_connect_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -409,16 +476,16 @@ def test_a_hanging_connect_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket, "create_connection", stuck)
     started = time.monotonic()
-    assert doctor.tcp_connect("events.example", 443, 0.3) == "no answer within 0.3 s"
+    assert tcp_connect("events.example", 443, 0.3) == "no answer within 0.3 s"
     assert time.monotonic() - started < 0.3 + SLACK  # the stand-in hangs for 5 s
     released.set()  # let the abandoned attempt end while the stand-in is still in place
     assert finished.wait(5.0)
 
 
 def test_the_default_endpoint_follows_the_partition(tmp_path: Path) -> None:
-    view = doctor.load_config(make_root(tmp_path), {})
-    assert doctor.endpoint_url(view, "cn-north-1") == "https://events.cn-north-1.amazonaws.com.cn"
-    assert doctor.endpoint_url(view, None) is None
+    view = load_config(make_root(tmp_path), {})
+    assert endpoint_url(view, "cn-north-1") == "https://events.cn-north-1.amazonaws.com.cn"
+    assert endpoint_url(view, None) is None
 
 
 # -- the send test -----------------------------------------------------------------------------
@@ -428,8 +495,8 @@ def test_send_test_reaches_eventbridge_without_spooling(tmp_path: Path, aws_env:
                                                        consumer: Any) -> None:
     env = {**aws_env, "BOSKY_PROJECT": consumer.project,
            "BOSKY_SPOOL_DIR": str(tmp_path / "spool")}
-    view = doctor.load_config(make_root(tmp_path), env)
-    check = doctor.check_send_test(view, "us-east-1", Identity(instance_id="i-0123"), env)
+    view = load_config(make_root(tmp_path), env)
+    check = check_send_test(view, "us-east-1", Identity(instance_id="i-0123"), env)
     assert check.status == OK, check
     (event,) = consumer.receive(expected=1, timeout=10)
     assert event["detail"]["Status"] == "test"
@@ -437,11 +504,11 @@ def test_send_test_reaches_eventbridge_without_spooling(tmp_path: Path, aws_env:
     assert event["resources"] == ["i-0123"]
     refused = {**env, "AWS_ENDPOINT_URL_EVENTS": f"http://127.0.0.1:{closed_port()}",
                "BOSKY_SEND_TIMEOUT": "1"}
-    check = doctor.check_send_test(doctor.load_config(make_root(tmp_path / "b"), refused),
+    check = check_send_test(load_config(make_root(tmp_path / "b"), refused),
                                    "us-east-1", Identity(), refused)
     assert check.status == FAIL and "ConnectionError" in check.detail
     assert not (tmp_path / "spool").exists()
-    assert doctor.check_send_test(view, None, Identity(), env).status == FAIL
+    assert check_send_test(view, None, Identity(), env).status == FAIL
 
 
 # -- whole runs --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cc_bosky.event import Event, make_event
+from cc_bosky.fleet import report as fleet_report
 from cc_bosky.tools import fleet
 from tests.support.bounds import ARRIVAL
 from tests.support.fixtures import run_bosky
@@ -78,7 +79,7 @@ def test_the_json_report_counts_every_boot_once(morning: Dict[str, Any]) -> None
         seconds = sorted(e.detail["BootSeconds"] for e in morning["boots"]
                          if (e.source, e.detail["ImageId"], e.detail["InstanceType"]) == key
                          and "BootSeconds" in e.detail)
-        assert row["BootSecondsP50"] == fleet.percentile(seconds, 50)
+        assert row["BootSecondsP50"] == fleet_report.percentile(seconds, 50)
         assert seconds[0] <= row["BootSecondsP50"] <= row["BootSecondsP95"] <= seconds[-1]
     modules = Counter(m for e in morning["boots"] for m in e.detail.get("FailedModules", []))
     assert {m["Module"]: m["Failures"] for m in report["FailingModules"]} == dict(modules)
@@ -122,7 +123,9 @@ def test_another_project_or_an_empty_window_reports_no_boots(morning: Dict[str, 
 def test_aws_refusing_or_unreachable_is_exit_1_in_one_line(morning: Dict[str, Any]) -> None:
     proc = run_bosky(["fleet", "--log-group", "/aws/events/bosky/missing"], env=morning["env"])
     assert proc.returncode == 1
-    assert proc.stderr.startswith("bosky: CloudWatch Logs refused: ResourceNotFoundException")
+    assert proc.stderr.startswith("bosky: CloudWatch Logs has no log group "
+                                  "/aws/events/bosky/missing in us-east-1")
+    assert "output LogGroupName, /aws/events/bosky/PROJECT" in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -137,8 +140,14 @@ def test_aws_refusing_or_unreachable_is_exit_1_in_one_line(morning: Dict[str, An
 @pytest.mark.parametrize("args, message", [
     ([], "the following arguments are required: --log-group"),
     (["--log-group", "g", "--since", "yesterday"], "--since 'yesterday': give an age"),
-    (["--log-group", "g", "--since", "0h"], "give an age"),
-    (["--log-group", "g", "--failures", "-1"], "--failures must be 0 or more"),
+    (["--log-group", "g", "--failures", "-1"], "--failures must be 0 to 10000"),
+    (["--log-group", "g", "--rows", "0"], "--rows must be 1 or more"),
+    (["--log-group", "g", "--until", "soon"], "--until 'soon': give an age"),
+    (["--log-group", "g", "--since", "1h", "--until", "2h"], "must be before --until"),
+    (["--log-group", "g", "--engine", "magic"], "invalid choice: 'magic'"),
+    (["--log-group", "g", "--timeout", "4000"], "--timeout must be more than 0 and at most"),
+    (["--log-group", "g", "--engine", "insights", "--project", 'we"b'],
+     "cannot be quoted in a Logs Insights query"),
     (["--log-group", "g", "--page-size", "0"], "--page-size must be 1 to 10000"),
     (["--log-group", ""], "--log-group '': 1 to 512 letters"),
     (["--log-group", "g", "--endpoint-url", "nonsense"], "is not a valid endpoint url"),
@@ -180,31 +189,31 @@ def test_progress_shows_on_a_terminal_only_after_several_pages() -> None:
 
 
 def test_every_field_the_report_reads_is_in_the_detail_schema() -> None:
-    types = fleet._properties()
-    assert set(types) == set(fleet.FIELDS)
+    types = fleet_report.properties()
+    assert set(types) == set(fleet_report.FIELDS)
     assert types["BootSeconds"] == "number" and types["FailedModules"] == "array"
 
 
 envelope_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from([*fleet.FIELDS, "x"]), inner, max_size=6), max_leaves=25)
+        st.sampled_from([*fleet_report.FIELDS, "x"]), inner, max_size=6), max_leaves=25)
 
 
 @settings(max_examples=300, deadline=None)
 @given(messages=st.lists(st.one_of(
     st.text(max_size=100),
     st.builds(lambda d, s: json.dumps({"source": s, "detail": d}),
-              st.dictionaries(st.sampled_from(fleet.FIELDS), envelope_values, max_size=12),
+              st.dictionaries(st.sampled_from(fleet_report.FIELDS), envelope_values, max_size=12),
               st.text(max_size=10) | st.integers()),
     st.builds(lambda status, bs: json.dumps({"source": "p", "detail": {
         "Status": status, "Origin": "boot", "EventId": "e", "BootSeconds": bs,
         "FailedModules": ["a", 3, None], "LogTail": [1, "\x1b[2Jlast"]}}),
         st.sampled_from(fleet.OUTCOMES), envelope_values)), max_size=20))
 def test_any_log_content_gives_a_report_never_a_traceback(messages: List[str]) -> None:
-    report = fleet.build_report(iter((1764576000000 + i, m) for i, m in enumerate(messages)),
-                                None, 5)
-    report.update({"LogGroup": "g", "Since": "s", "Until": "u", "Pages": 1})
+    report = fleet_report.build_report(
+        iter((1764576000000 + i, m) for i, m in enumerate(messages)), 5)
+    report.update({"LogGroup": "g", "Since": "s", "Until": "u", "Pages": 1, "Engine": "scan"})
     text = fleet.render(report)
     assert "\x1b" not in text
     json.dumps(report)

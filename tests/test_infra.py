@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping
@@ -425,7 +427,8 @@ def test_shellcheck_the_bake_script_and_the_component_steps(tmp_path: Path) -> N
     for phase in component()["phases"]:
         for step in phase["steps"]:
             text = component_script(step, {"ProjectName": "fleet", "EventBusName": "default",
-                                           "BoskyPackage": "bosky"})
+                                           "BoskyPackage": "/tmp/" + DEB,
+                                           "BoskySha256": "0" * 64})
             scripts.append(write(tmp_path / f"{step['name']}.sh", "#!/bin/bash\n" + text))
     proc = subprocess.run([shellcheck(), "-s", "bash", *map(str, scripts)],
                           capture_output=True, text=True, timeout=120, check=False)
@@ -441,8 +444,12 @@ def test_packer_snippet_parses_and_runs_the_bake_script() -> None:
         return value.strip('"') if isinstance(value, str) else value
 
     variables = {unquote(k): v for block in data["variable"] for k, v in block.items()}
-    assert set(variables) == {"bosky_project", "bosky_event_bus", "bosky_package"}
+    assert set(variables) == {"bosky_project", "bosky_event_bus", "bosky_package", "bosky_sha256"}
+    # A file, checked by its hash: no default could name one.
+    assert "default" not in variables["bosky_package"] | variables["bosky_sha256"]
     (build,) = data["build"]
+    (upload,) = [v for block in build["provisioner"] for k, v in block.items()
+                 if unquote(k) == "file"]
     provisioners = [v for block in build["provisioner"] for k, v in block.items()
                     if unquote(k) == "shell"]
     assert [unquote(p["script"]) for p in provisioners] == ["${path.root}/install-bosky.sh"] * 2
@@ -450,6 +457,8 @@ def test_packer_snippet_parses_and_runs_the_bake_script() -> None:
               for e in p["environment_vars"]} for p in provisioners]
     assert [s["BAKE_STEP"] for s in steps] == ["install", "doctor"]
     assert steps[1]["BAKE_DOCTOR_ARGS"] == "--image"
+    assert steps[0]["BAKE_BOSKY_PACKAGE"] == unquote(upload["destination"])
+    assert steps[0]["BAKE_BOSKY_SHA256"] == "${var.bosky_sha256}"
     script = BAKE_SCRIPT.read_text()
     for name in {n for s in steps for n in s}:
         assert name in script, f"{name} is not read by {BAKE_SCRIPT.name}"
@@ -467,7 +476,10 @@ def bake_machine(tmp_path: Path) -> Dict[str, Any]:
     log = tmp_path / "pip.log"
     python = write(bindir / "python3", f"""#!/bin/bash
 if [ "$1" = -m ] && [ "$2" = pip ]; then
-  shift 2; echo "$*" >> {log}; exit 0
+  shift 2; echo "$*" >> {log}
+  # what a requirements file asks for, as pip reads it
+  [ "${{@: -2:1}}" = -r ] && sed 's/^/  /' "${{@: -1}}" >> {log}
+  exit 0
 fi
 if [ "$1" = -m ] && [ "$2" = cc_bosky ]; then
   sub=$3; shift 3
@@ -479,9 +491,26 @@ exec {sys.executable} "$@"
     write(bindir / "cloud-init", f"#!{python}\nimport sys\n", 0o755)
     apt_log = tmp_path / "apt.log"
     write(bindir / "apt-get", f"#!/bin/bash\necho \"$*\" >> {apt_log}\n", 0o755)
+    dnf_log = tmp_path / "dnf.log"
+    write(bindir / "dnf", f"#!/bin/bash\necho \"$*\" >> {dnf_log}\n", 0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BOSKY_", "BAKE_"))}
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
-    return {"root": root, "env": env, "pip_log": log, "apt_log": apt_log}
+    release = tmp_path / "release"
+    files = {name: write(release / name, f"{name}: not a real package\n")
+             for name in (WHEEL, DEB, RPM)}
+    return {"root": root, "env": env, "pip_log": log, "apt_log": apt_log, "dnf_log": dnf_log,
+            "files": files}
+
+
+WHEEL, DEB, RPM = ("bosky-0.1.0-py3-none-any.whl", "bosky_0.1.0_all.deb",
+                   "bosky-0.1.0-1.noarch.rpm")
+
+
+def package_env(machine: Mapping[str, Any], name: str, **extra: str) -> Dict[str, str]:
+    """The environment of an install step given the release file *name* and its hash."""
+    path = machine["files"][name]
+    return {**machine["env"], "BAKE_PROJECT": "fleet", "BAKE_BOSKY_PACKAGE": str(path),
+            "BAKE_BOSKY_SHA256": hashlib.sha256(path.read_bytes()).hexdigest(), **extra}
 
 
 BASH = shutil.which("bash") or "/bin/bash"
@@ -503,13 +532,29 @@ def apt_calls(machine: Mapping[str, Any]) -> List[str]:
     return list(log.read_text().splitlines()) if log.exists() else []
 
 
+def dnf_calls(machine: Mapping[str, Any]) -> List[str]:
+    log = machine["dnf_log"]
+    return list(log.read_text().splitlines()) if log.exists() else []
+
+
+def installed_copy(call: str, name: str) -> str:
+    """The private copy of *name* an install call names (the script checks and installs it)."""
+    (path,) = [w for w in call.split() if w.endswith("/" + name)]
+    assert path.startswith(tempfile.gettempdir()), path
+    return path
+
+
 def test_the_bake_script_installs_registers_and_checks(bake_machine: Dict[str, Any]) -> None:
     env, root = bake_machine["env"], bake_machine["root"]
-    proc = run_script(BAKE_SCRIPT.read_text(), {**env, "BAKE_PROJECT": "fleet",
-                                                "BAKE_BOSKY_PACKAGE": "bosky==0.1.0"})
+    proc = run_script(BAKE_SCRIPT.read_text(), package_env(bake_machine, WHEEL))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert pip_calls(bake_machine) == ["--version",
-                                       "install --no-cache-dir --upgrade bosky==0.1.0"]
+    sha = package_env(bake_machine, WHEEL)["BAKE_BOSKY_SHA256"]
+    version, install, requirement = pip_calls(bake_machine)
+    # The wheel alone, by its hash, from no index; botocore and PyYAML are the distribution's.
+    assert version == "--version"
+    assert install.startswith("install --no-cache-dir --no-deps --no-index --require-hashes -r ")
+    assert requirement == f"  {installed_copy(requirement, WHEEL)} --hash=sha256:{sha}"
+    assert "install -y -q python3-botocore python3-yaml" in apt_calls(bake_machine)
     stanza = yaml.safe_load((root / "etc/cloud/cloud.cfg.d/98_bosky_config.cfg").read_text())
     assert stanza == {"bosky": {"project": "fleet", "event_bus": "default"}}
     proc = run_script(BAKE_SCRIPT.read_text(), {**env, "BAKE_STEP": "doctor",
@@ -532,29 +577,69 @@ def test_the_bake_script_refuses_what_it_cannot_do(bake_machine: Dict[str, Any])
     assert proc.returncode == 1 and "[FAIL] registered" in proc.stdout
 
 
+@pytest.mark.parametrize("package", ["bosky", "bosky==0.1.0", "bosky-0.1.0-py3-none-any.whl"])
+def test_a_name_is_never_installed_from_an_index(bake_machine: Dict[str, Any],
+                                                 package: str) -> None:
+    """Whoever registers the name on an index would run as root on every image."""
+    env = {**bake_machine["env"], "BAKE_PROJECT": "fleet", "BAKE_BOSKY_PACKAGE": package,
+           "BAKE_BOSKY_SHA256": "0" * 64}
+    proc = run_script(BAKE_SCRIPT.read_text(), env)
+    assert proc.returncode == 2, proc.stderr
+    assert f"bosky: {package} is not a file on this machine" in proc.stderr
+    assert pip_calls(bake_machine) == apt_calls(bake_machine) == []
+
+
+def test_a_package_without_its_hash_or_with_another_is_not_installed(
+        bake_machine: Dict[str, Any]) -> None:
+    env = package_env(bake_machine, DEB)
+    del env["BAKE_BOSKY_SHA256"]
+    proc = run_script(BAKE_SCRIPT.read_text(), env)
+    assert proc.returncode != 0 and "set BAKE_BOSKY_SHA256" in proc.stderr
+    wrong = "ab" * 32
+    proc = run_script(BAKE_SCRIPT.read_text(), {**env, "BAKE_BOSKY_SHA256": wrong})
+    assert proc.returncode == 1
+    assert f"has SHA-256 {package_env(bake_machine, DEB)['BAKE_BOSKY_SHA256']}, not " \
+        f"BAKE_BOSKY_SHA256 {wrong}: not installing it" in proc.stderr
+    assert pip_calls(bake_machine) == apt_calls(bake_machine) == []
+
+
 def test_an_externally_managed_python_keeps_its_distribution_packages(
         bake_machine: Dict[str, Any]) -> None:
-    env = {**bake_machine["env"], "BAKE_PROJECT": "fleet", "FAKE_EXTERNALLY_MANAGED": "1"}
+    env = package_env(bake_machine, WHEEL, FAKE_EXTERNALLY_MANAGED="1")
     proc = run_script(BAKE_SCRIPT.read_text(), env)
     assert proc.returncode == 0, proc.stderr
-    # boto3 and PyYAML from the distribution; pip adds bosky alone, replacing nothing.
-    assert "install -y -q python3-boto3 python3-yaml" in apt_calls(bake_machine)
-    assert pip_calls(bake_machine)[-1] == \
-        "install --no-cache-dir --upgrade --no-deps --break-system-packages bosky"
+    # botocore and PyYAML from the distribution; pip adds bosky alone, replacing nothing.
+    assert "install -y -q python3-botocore python3-yaml" in apt_calls(bake_machine)
+    assert pip_calls(bake_machine)[-2].startswith(
+        "install --no-cache-dir --no-deps --no-index --require-hashes "
+        "--break-system-packages -r ")
 
 
 def test_a_deb_is_installed_with_apt_not_pip(bake_machine: Dict[str, Any]) -> None:
-    env = {**bake_machine["env"], "BAKE_PROJECT": "fleet", "FAKE_EXTERNALLY_MANAGED": "1",
-           "BAKE_BOSKY_PACKAGE": "bosky_0.1.0_all.deb"}
-    proc = run_script(BAKE_SCRIPT.read_text(), env)
+    proc = run_script(BAKE_SCRIPT.read_text(),
+                      package_env(bake_machine, DEB, FAKE_EXTERNALLY_MANAGED="1"))
     assert proc.returncode == 0, proc.stderr
-    assert apt_calls(bake_machine) == ["install -y -q ./bosky_0.1.0_all.deb"]
+    (call,) = apt_calls(bake_machine)
+    assert call == f"install -y -q {installed_copy(call, DEB)}"
     assert pip_calls(bake_machine) == []
+
+
+def test_an_rpm_is_installed_with_dnf_not_pip(bake_machine: Dict[str, Any]) -> None:
+    machine = bake_machine
+    bindir = Path(machine["env"]["PATH"].split(os.pathsep)[0])
+    (bindir / "apt-get").unlink()  # Amazon Linux and RHEL have dnf only
+    proc = run_script(BAKE_SCRIPT.read_text(), package_env(machine, RPM))
+    assert proc.returncode == 0, proc.stderr
+    (call,) = dnf_calls(machine)
+    assert call == f"install -y -q {installed_copy(call, RPM)}"
+    assert pip_calls(machine) == []
 
 
 def test_the_image_builder_steps_run_as_written(bake_machine: Dict[str, Any]) -> None:
     env = bake_machine["env"]
-    params = {"ProjectName": "fleet-ib", "EventBusName": "ops", "BoskyPackage": "bosky==0.1.0"}
+    deb = package_env(bake_machine, DEB)
+    params = {"ProjectName": "fleet-ib", "EventBusName": "ops",
+              "BoskyPackage": deb["BAKE_BOSKY_PACKAGE"], "BoskySha256": deb["BAKE_BOSKY_SHA256"]}
     phases = {phase["name"]: phase["steps"] for phase in component()["phases"]}
     for phase in ("build", "validate", "test"):
         (step,) = phases[phase]
@@ -563,7 +648,8 @@ def test_the_image_builder_steps_run_as_written(bake_machine: Dict[str, Any]) ->
     stanza = yaml.safe_load(
         (bake_machine["root"] / "etc/cloud/cloud.cfg.d/98_bosky_config.cfg").read_text())
     assert stanza == {"bosky": {"project": "fleet-ib", "event_bus": "ops"}}
-    assert pip_calls(bake_machine)[-1] == "install --no-cache-dir --upgrade bosky==0.1.0"
+    (call,) = apt_calls(bake_machine)
+    assert call == f"install -y -q {installed_copy(call, DEB)}"
 
 
 # -- acting on the verdict: the role's extra policy, the example group ------------------------

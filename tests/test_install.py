@@ -17,15 +17,17 @@ from typing import Any, Callable, Dict, List
 import pytest
 import yaml
 
-from cc_bosky.tools import cli, install
-from cc_bosky.tools.install import (
-    CONFIG_NAME,
-    DROPIN_NAME,
+from cc_bosky.host.cloudcfg import (
     FINAL_KEY,
     INIT_KEY,
     effective_lists,
+    item_name,
+    names_at,
     read_system,
 )
+from cc_bosky.host.dropin import CONFIG_NAME, DROPIN_NAME, dropin_state
+from cc_bosky.host.marked import MARKER
+from cc_bosky.tools import cli
 from tests.harness.releases import cache_dir
 from tests.support.bounds import ARRIVAL
 from tests.support.fixtures import run_bosky
@@ -142,7 +144,7 @@ def bosky_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
 
 
 def expected_final(items: List[Any]) -> List[Any]:
-    at = install.names_at(items, "power_state_change")
+    at = names_at(items, "power_state_change")
     if at is None:
         return [*items, "bosky"]
     return [*items[:at], "bosky", *items[at:]]
@@ -170,7 +172,7 @@ def test_install_restates_the_effective_lists_with_bosky(tmp_path: Path, source:
     assert set(data) == {INIT_KEY, FINAL_KEY}  # the config list is not pinned
     assert stat.S_IMODE(dropin.stat().st_mode) == 0o644
     header = dropin.read_text().splitlines()[0]
-    assert header.startswith(install.MARKER)
+    assert header.startswith(MARKER)
     assert "bosky install" in header and "bosky uninstall" in header
     assert "bosky doctor" in dropin.read_text()  # the pinning and its check are documented
 
@@ -212,9 +214,9 @@ def test_later_file_replaces_a_list_whole_and_null_empties_it(tmp_path: Path) ->
 def test_module_names_as_cloud_init_resolves_them() -> None:
     for spelled in ("bosky", "cc_bosky", " bosky.py ", "cc-bosky", ["bosky", "always"],
                     {"name": "bosky"}):
-        assert install.item_name(spelled) == "bosky", spelled
-    assert install.item_name("power-state-change") == "power_state_change"
-    assert install.item_name([]) is None and install.item_name({"frequency": "x"}) is None
+        assert item_name(spelled) == "bosky", spelled
+    assert item_name("power-state-change") == "power_state_change"
+    assert item_name([]) is None and item_name({"frequency": "x"}) is None
 
 
 @pytest.mark.parametrize("spelling", ["bosky", "cc_bosky", "[bosky, always]"])
@@ -317,14 +319,14 @@ def test_stale_drop_in_is_rewritten_and_unneeded_one_removed(tmp_path: Path,
     cloud_cfg = root / "etc" / "cloud" / "cloud.cfg"
     # A package upgrade adds a module to cloud.cfg's init list.
     cloud_cfg.write_text(cloud_cfg.read_text().replace(" - ssh\n", " - ssh\n - new_module\n", 1))
-    state = install.dropin_state(read_system(root))
+    state = dropin_state(read_system(root))
     assert state.stale
     assert state.drift() == ["cloud_init_modules: /etc/cloud/cloud.cfg now also lists "
                              "new_module, which the drop-in hides"]
     code, out, _ = bosky_cli("install", "--root", str(root))
     assert code == 0 and ": written (cloud_init_modules" in out[0]
     assert lists_of(root)[INIT_KEY][-2:] == ["new_module", "bosky"]
-    assert not install.dropin_state(read_system(root)).stale
+    assert not dropin_state(read_system(root)).stale
     # Later the distribution lists bosky itself: the drop-in has no reason left.
     (cfg_d(root) / "50_vendor.cfg").write_text(
         "cloud_init_modules: [bosky]\ncloud_final_modules: [bosky]\n")
@@ -364,7 +366,7 @@ def test_config_writes_a_valid_stanza_and_replaces_its_own(tmp_path: Path,
     stanza = yaml.safe_load(path.read_text())["bosky"]
     assert stanza == {"project": "web: fleet", "region": "eu-west-1", "event_bus": "ops"}
     assert config.problems(stanza, "stanza") == []
-    assert path.read_text().startswith(install.MARKER)
+    assert path.read_text().startswith(MARKER)
     code, out, _ = bosky_cli("install", "--root", str(root), "--config", "--project", "other")
     assert code == 0 and out[1].startswith(f"{path}: replaced")
     assert yaml.safe_load(path.read_text()) == {"bosky": {"project": "other"}}

@@ -10,7 +10,7 @@ from typing import Any, List
 import pytest
 
 from cc_bosky import config
-from cc_bosky.tools.cli import SUBCOMMANDS, _event_parser
+from cc_bosky.tools.cli import SUBCOMMANDS, event_parser
 from tests.support.emulator import make_consumer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_config_table_lists_every_schema_key_with_its_default() -> None:
 
 def test_cli_table_lists_every_flag_of_the_parser_and_every_subcommand() -> None:
     text = section("The command")
-    for action in _event_parser()._actions:
+    for action in event_parser()._actions:
         for option in action.option_strings:
             if option != "-h" and option != "--help":
                 assert f"`{option}" in text, option
@@ -62,7 +62,7 @@ def test_cli_table_lists_every_flag_of_the_parser_and_every_subcommand() -> None
 def test_fleet_table_lists_every_flag_of_bosky_fleet() -> None:
     from cc_bosky.tools.fleet import fleet_parser
 
-    flags = {row[0].strip("`").split()[0] for row in table_rows(section("Fleet health"))
+    flags = {row[0].strip("`").split()[0] for row in table_rows(section("Engines and flags"))
              if row[0].startswith("`--")}
     options = {o for a in fleet_parser()._actions if a.help != "==SUPPRESS=="
                for o in a.option_strings if o not in ("-h", "--help")}
@@ -73,7 +73,8 @@ def test_exit_code_table_matches_the_code() -> None:
     from cc_bosky import errors
 
     codes = [int(row[0]) for row in table_rows(section("Exit codes"))]
-    assert codes == [errors.EXIT_OK, errors.EXIT_NOT_DELIVERED, errors.EXIT_USAGE]
+    assert codes == [errors.EXIT_OK, errors.EXIT_NOT_DELIVERED, errors.EXIT_USAGE,
+                     errors.EXIT_INTERRUPTED]
 
 
 def readme_rule_pattern() -> Any:

@@ -8,19 +8,22 @@ this file itself holds nothing a secret scanner should flag.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import random
+import re
 import string
 import time
 from pathlib import Path
-from typing import List
+from typing import Any, Callable, Dict, List
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cc_bosky.boot.logtail import tail
-from cc_bosky.boot.redact import MASK, redact
+from cc_bosky.redact import MASK, redact
+from tests.support import secrets
 
 # AWS's documented example credentials.
 ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -400,3 +403,169 @@ def test_tail_of_any_bytes_is_printable_lines(data: bytes, lines: int) -> None:
     for line in got:
         assert "\n" not in line and "\r" not in line
         assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in line)
+
+
+# -- everything from the instance, not only the log tail ---------------------
+
+
+def test_the_boot_verdict_redacts_errors_recoverable_errors_and_its_message(
+        tmp_path: Path) -> None:
+    # cloud-init quotes user data in its error strings: a runcmd item it
+    # could not turn into a command, a schema warning naming the value.
+    from cc_bosky import config
+    from cc_bosky.boot import verdict
+    from cc_bosky.boot.reporter import Reporter
+
+    run = tmp_path / "cloud-run"
+    run.mkdir()
+    (run / "instance-data.json").write_text(json.dumps(
+        {"v1": {"instance_id": "i-0abcdef1234567890", "region": "us-east-1"}}))
+    settings = config.Settings(project="web", run_dir=str(tmp_path / "run"),
+                               spool_dir=str(tmp_path / "spool"), log_lines=0)
+    reporter = Reporter(settings, {"cloud_run_dir": str(run),
+                                   "config_warnings": [f"bosky.token: {GITHUB_TOKEN}"]},
+                        {"AWS_EC2_METADATA_DISABLED": "true"})
+    found = verdict.Verdict("fail", f"cloud-init ended without writing result.json: {JWT}", {
+        "Errors": [f"('runcmd', TypeError(\"Failed to shellify [{{'token': "
+                   f"'{GITHUB_TOKEN}'}}] into file /var/lib/cloud/instance/scripts/runcmd\"))"],
+        "RecoverableErrors": {"WARNING": [f"runcmd.0: {{'password': '{PASSWORD}'}} is not "
+                                          "valid under any of the given schemas"]},
+        "FailedModules": ["runcmd"]})
+    detail = reporter.build_event("final", found).detail
+    sent = json.dumps(detail)
+    for secret in (GITHUB_TOKEN, JWT, PASSWORD):
+        assert secret not in sent
+    assert detail["Errors"][0].startswith("('runcmd', TypeError(\"Failed to shellify")
+    assert detail["FailedModules"] == ["runcmd"]
+
+
+@pytest.fixture
+def dry_run(tmp_path: Path) -> Callable[..., Dict[str, Any]]:
+    """`bosky --dry-run ...` as a script runs it; the detail it would send."""
+    import subprocess
+    import sys
+
+    (tmp_path / "config.yaml").write_text("project: web\n")
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true", "BOSKY_CONFIG": str(tmp_path / "config.yaml"),
+           "BOSKY_INSTANCE_ID": "i-0abcdef1234567890"}
+
+    def run(*argv: str, stdin: str = "") -> Dict[str, Any]:
+        done = subprocess.run([sys.executable, "-m", "cc_bosky", "--dry-run", *argv],
+                              input=stdin, capture_output=True, text=True, env=env,
+                              cwd=str(tmp_path), check=False)
+        assert done.returncode == 0, done.stderr
+        (entry,) = json.loads(done.stdout)["Entries"]
+        return json.loads(entry["Detail"])  # type: ignore[no-any-return]
+
+    return run
+
+
+def test_the_command_redacts_its_message(dry_run: Callable[..., Dict[str, Any]]) -> None:
+    detail = dry_run("--fail", f"deploy failed: GITHUB_TOKEN={GITHUB_TOKEN} rejected")
+    assert GITHUB_TOKEN not in detail["Message"]
+    assert detail["Message"] == "deploy failed: GITHUB_TOKEN=[REDACTED-GITHUB-TOKEN] rejected"
+
+
+def test_the_command_redacts_a_message_read_from_stdin(
+        dry_run: Callable[..., Dict[str, Any]]) -> None:
+    log = f"+ curl -H 'Authorization: Bearer {JWT}' https://x\n{RSA_KEY}\ncurl: (22) 403\n"
+    detail = dry_run("--fail", "-", stdin=log)
+    assert JWT not in detail["Message"]
+    assert not any(line in detail["Message"] for line in body_lines(RSA_KEY))
+    assert detail["Message"].endswith("curl: (22) 403")
+
+
+def test_verbatim_sends_the_message_as_given(dry_run: Callable[..., Dict[str, Any]]) -> None:
+    message = f"rotated to {SLACK_TOKEN}"
+    assert dry_run("--info", "--verbatim", message)["Message"] == message
+    assert dry_run("--info", "--verbatim", "-", stdin=message)["Message"] == message
+
+
+# -- the corpus and generated secrets -----------------------------------------
+
+CORPUS_DIR = Path(__file__).parent / "data" / "redaction"
+
+
+def test_the_corpus_loses_at_least_95_percent_of_its_secrets_and_no_ordinary_line() -> None:
+    samples = secrets.corpus()
+    assert len(samples) >= 600
+    leaked = [s for s in samples if any(x in redact(s.text) for x in s.secrets)]
+    assert len(leaked) <= 0.05 * len(samples), [s.text[:120] for s in leaked]
+    for path in ("ordinary.txt", "cloud-init-output.log"):
+        lines = secrets.ordinary_lines(str(CORPUS_DIR / path))
+        assert redact("\n".join(lines)).split("\n") == lines
+
+
+def test_every_kind_of_the_corpus_names_the_scanner_rule_it_follows() -> None:
+    sources = json.loads((CORPUS_DIR / "sources.json").read_text())
+    kinds = {s.kind for s in secrets.corpus()}
+    assert kinds <= set(sources["kinds"])
+    for kind in kinds:
+        for rule in sources["kinds"][kind]:
+            assert rule["repo"] in sources["licences"], rule
+            assert rule["path"] and rule["rule"]
+
+
+def test_generated_github_and_npm_tokens_carry_a_valid_checksum() -> None:
+    rng = random.Random(1)
+    for kind in ("github-token", "npm-token"):
+        token = secrets.MAKERS[kind](rng)
+        assert secrets.checksum_ok(token)
+        assert not secrets.checksum_ok(token[:-1] + ("A" if token[-1] != "A" else "B"))
+
+
+_PUNCT = st.sampled_from(["", " ", '"', "'", "(", ")", "[", "]", "{", "}", "<", ">", ",", ";",
+                          ":", "=", "`", " - ", "\t", "|"])
+_FORMAT_KINDS = sorted(set(secrets.MAKERS) - set(secrets.CONTEXTUAL))
+_WRAPS = (secrets.BARE + secrets.ASSIGNED
+          + ("https://example.com/hooks/{s}/run", "{{\"items\": [\"{s}\"]}}", "- {s}",
+             "key1={s}&key2=x", "{s} {s}", "token:\n  - {s}"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(kind=st.sampled_from(_FORMAT_KINDS), seed=st.integers(0, 2**32),
+       template=st.sampled_from(_WRAPS), before=_PUNCT, after=_PUNCT,
+       noise=st.sampled_from(["", "2025-07-01 10:00:00,123 - ", "+ ", "cloud-init[812]: "]))
+def test_a_token_of_any_known_format_is_gone_wherever_it_stands(
+        kind: str, seed: int, template: str, before: str, after: str, noise: str) -> None:
+    sample = secrets.sample(random.Random(seed), kind, template)
+    out = redact(noise + before + sample.text + after)
+    for secret in sample.secrets:
+        assert secret not in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(secrets.CONTEXTUAL), seed=st.integers(0, 2**32), data=st.data(),
+       noise=st.sampled_from(["", "2025-07-01 10:00:00,123 - ", "+ ", "cloud-init[812]: "]))
+def test_a_secret_in_an_assignment_of_any_syntax_is_gone(kind: str, seed: int, data: Any,
+                                                         noise: str) -> None:
+    template = data.draw(st.sampled_from(secrets.CONTEXTS[kind]))
+    sample = secrets.sample(random.Random(seed), kind, template)
+    out = redact(noise + sample.text)
+    for secret in sample.secrets:
+        assert secret not in out
+
+
+_ORDINARY = [line for line in secrets.ordinary_lines(str(CORPUS_DIR / "ordinary.txt"))
+             + secrets.ordinary_lines(str(CORPUS_DIR / "cloud-init-output.log"))
+             if not line.startswith("-----") and not re.fullmatch(r"[A-Za-z0-9+/=]{40,}", line)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.sampled_from(_ORDINARY), min_size=1, max_size=12),
+       noise=st.sampled_from(["", "2025-07-01 10:00:00,123 - ", "+ ", "cloud-init[812]: "]))
+def test_ordinary_lines_pass_unchanged_in_any_order(lines: List[str], noise: str) -> None:
+    text = "\n".join(noise + line for line in lines)
+    assert redact(text) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(_FORMAT_KINDS), seed=st.integers(0, 2**32),
+       lines=st.lists(st.sampled_from(_ORDINARY), min_size=1, max_size=6))
+def test_a_secret_among_ordinary_lines_takes_nothing_else_with_it(
+        kind: str, seed: int, lines: List[str]) -> None:
+    sample = secrets.sample(random.Random(seed), kind, "+ echo {s}")
+    out = redact("\n".join([*lines, sample.text, *lines])).split("\n")
+    assert out[:len(lines)] == lines and out[-len(lines):] == lines
+    assert not any(secret in out[len(lines)] for secret in sample.secrets)

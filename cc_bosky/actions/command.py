@@ -15,7 +15,7 @@ from .. import config
 from ..delivery.action import Action
 from ..errors import UsageError
 from ..event import new_event_id
-from ..identity import Identity
+from ..identity import Identity, read_instance_data
 from . import (
     SignalSpec,
     complete_facts,
@@ -51,9 +51,7 @@ def command_actions(settings: config.Settings, status: str, hook_result: Optiona
     region = ident.region or settings.region
     if not region:
         raise UsageError("no AWS region for the lifecycle hook or stack signal: pass --region")
-    from ..boot.state import read_json
-
-    facts = facts_from_record(read_json(instance_data))
+    facts = facts_from_record(read_instance_data(instance_data))
     if not dry_run:
         facts = complete_facts(facts, environ, wanted_tags(hook, spec))
     plan = resolve(hook, spec, facts, ident.instance_id, region,

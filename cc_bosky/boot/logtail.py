@@ -6,8 +6,8 @@ import os
 import re
 from typing import List
 
+from ..redact import redact
 from ..text import printable
-from .redact import redact
 
 OUTPUT_LOG = "/var/log/cloud-init-output.log"
 _MAX_READ = 256 * 1024  # enough for 1000 ordinary lines; the event is cut to 64 KiB anyway

@@ -1,6 +1,7 @@
 """The boot reporter: waits for cloud-init's verdict and delivers it.
 
-Started by the module (``python -m cc_bosky.boot.reporter JOB``) in its own
+Started by the module (:func:`~cc_bosky.boot.handoff.reporter_argv`: in
+``/``, never importing from the directory it was started in) in its own
 session, or by ``bosky-reporter.path`` (``--request FILE``, naming the job)
 in a unit of its own (:mod:`~cc_bosky.boot.handoff`), holding
 ``run_dir/reporter.lock`` for its whole life. It polls cloud-init's records,
@@ -60,7 +61,7 @@ class Reporter:
         self.started = clock()
         self._first: Optional[bool]
         self.watch = CloudInitWatch(state.path(settings, state.FINAL_PID))
-        from ..actions.boot import BootActions
+        from .actions import BootActions
 
         self.actions = BootActions(settings, environ, clock)
 
@@ -193,6 +194,15 @@ class Reporter:
         warnings = [str(w) for w in self.job.get("config_warnings") or []]
         if warnings:
             extra["ConfigWarnings"] = warnings
+        # Everything from the instance goes through redaction: cloud-init's
+        # error strings and messages can quote user data (a runcmd item, a
+        # schema warning), and the log tail (redacted as it is read) scripts'
+        # output.
+        from ..redact import redact, redact_all
+
+        for name in ("Errors", "RecoverableErrors", "ConfigWarnings"):
+            if name in extra:
+                extra[name] = redact_all(extra[name])
         if self.settings.log_lines:
             from .logtail import OUTPUT_LOG, tail
 
@@ -205,7 +215,7 @@ class Reporter:
             source=self.settings.project,
             detail_type=self.settings.detail_type,
             status=found.status,
-            message=found.message,
+            message=redact(found.message),
             identity=ident.detail_fields(),
             origin="boot",
             resources=(arns.instance_arn(ident.instance_id, ident.region or region,

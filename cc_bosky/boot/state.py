@@ -99,6 +99,7 @@ def describe(settings: Settings, region: Optional[str] = None) -> Dict[str, Any]
     """What ``bosky status`` shows: this boot's verdict, the reporter, the spool,
     and where ``bosky flush`` with the same settings (and ``--region``) would
     send each spooled event."""
+    from ..delivery.deliverable import listing
     from ..delivery.outbox import flush_target
     from ..delivery.spool import Spool
 
@@ -116,10 +117,7 @@ def describe(settings: Settings, region: Optional[str] = None) -> Dict[str, Any]
             "rejected": status.rejected,
             "events": [
                 {
-                    "EventId": r.event.event_id,
-                    "Kind": getattr(r.event, "kind", "event"),
-                    "Status": r.event.status,
-                    "Source": r.event.source,
+                    **listing(r.event).fields(),
                     "AgeSeconds": max(0.0, now - r.spooled_at),
                     "Attempts": r.attempts,
                     "LastError": r.last_error,

@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
 # The verdict's own readers of status.json: one notion of a usable time.
-from .verdict import STAGES, _num, _stage
+from .verdict import STAGES, stage_record, time_value
 
 CLOUD_INIT_LOG = "/var/log/cloud-init.log"
 MAX_MODULES = 10
@@ -76,9 +76,9 @@ def fields(status: Optional[Dict[str, Any]], log_path: str = CLOUD_INIT_LOG) -> 
 
 def boot_seconds(status: Optional[Dict[str, Any]]) -> Optional[float]:
     """From the earliest stage start to the end of modules-final, or None."""
-    stages = [_stage(status, name) for name in STAGES]
-    starts = [t for t in (_num(s.get("start")) for s in stages) if t is not None]
-    end = _num(stages[-1].get("finished"))
+    stages = [stage_record(status, name) for name in STAGES]
+    starts = [t for t in (time_value(s.get("start")) for s in stages) if t is not None]
+    end = time_value(stages[-1].get("finished"))
     if not starts or end is None or end < min(starts):
         return None
     return round(end - min(starts), 3)

@@ -78,7 +78,8 @@ def _read(path: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
 
 def first_start(status: Optional[Dict[str, Any]]) -> Optional[float]:
     """When cloud-init began this boot: its earliest stage start."""
-    starts = [s for s in (_num(_stage(status, name).get("start")) for name in STAGES) if s]
+    starts = [s for s in (time_value(stage_record(status, name).get("start"))
+                          for name in STAGES) if s]
     return min(starts) if starts else None
 
 
@@ -108,8 +109,8 @@ def read_uptime(path: str = "/proc/uptime") -> Optional[float]:
 def stage_durations(status: Optional[Dict[str, Any]]) -> Dict[str, float]:
     out: Dict[str, float] = {}
     for name in STAGES:
-        stage = _stage(status, name)
-        start, end = _num(stage.get("start")), _num(stage.get("finished"))
+        stage = stage_record(status, name)
+        start, end = time_value(stage.get("start")), time_value(stage.get("finished"))
         if start and end and end >= start:
             out[name] = round(end - start, 3)
     return out
@@ -120,8 +121,8 @@ def current_stage(status: Optional[Dict[str, Any]]) -> Optional[str]:
     if isinstance(stage, str) and stage:
         return _trim(stage, 100)  # a stage name; anything longer is not one
     for name in reversed(STAGES):
-        s = _stage(status, name)
-        if _num(s.get("start")) and not _num(s.get("finished")):
+        s = stage_record(status, name)
+        if time_value(s.get("start")) and not time_value(s.get("finished")):
             return name
     return None
 
@@ -214,7 +215,7 @@ def _recoverable(records: Records,
                  ignore: Callable[[str, str], bool]) -> Dict[str, List[str]]:
     """Recoverable errors (cloud-init 23.4+) of result.json and every stage, de-duplicated."""
     sources = [(records.result or {}).get("recoverable_errors")]
-    sources += [_stage(records.status, name).get("recoverable_errors") for name in STAGES]
+    sources += [stage_record(records.status, name).get("recoverable_errors") for name in STAGES]
     merged: Dict[str, List[str]] = {}
     for source in sources:
         if not isinstance(source, dict):
@@ -230,7 +231,7 @@ def _recoverable(records: Records,
     return merged
 
 
-def _stage(status: Optional[Dict[str, Any]], name: str) -> Dict[str, Any]:
+def stage_record(status: Optional[Dict[str, Any]], name: str) -> Dict[str, Any]:
     stage = (status or {}).get(name)
     return stage if isinstance(stage, dict) else {}
 
@@ -251,7 +252,7 @@ def _string(item: Any) -> str:
         return f"({type(item).__name__} nested too deeply to show)"
 
 
-def _num(value: Any) -> Optional[float]:
+def time_value(value: Any) -> Optional[float]:
     """A positive, finite time; None for anything else.
 
     JSON from disk may hold ``Infinity`` or ``NaN`` (Python's json accepts

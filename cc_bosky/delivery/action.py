@@ -1,10 +1,10 @@
-"""An action: one AWS call a verdict asks for, delivered like an event.
+"""An action: one AWS call a verdict asks for, delivered beside the events.
 
 Completing the Auto Scaling lifecycle hook and signalling CloudFormation go
 through the same outbox as the EventBridge entry: spooled before they are
 attempted, retried with backoff, flushed at the next boot and by
 ``bosky flush``, listed by ``bosky status``. What differs by kind is only the
-call and what counts as done.
+call and what counts as done (:mod:`.deliverable` is the protocol both follow).
 """
 
 from __future__ import annotations
@@ -41,18 +41,10 @@ class Action:
     def operation(self) -> str:
         return KINDS[self.kind][1]
 
-    # The spool, status and flush name every record by these three.
     @property
-    def event_id(self) -> str:
-        return self.action_id
-
-    @property
-    def status(self) -> str:
+    def answer(self) -> str:
+        """What the call says: the hook's result or the signal's status."""
         return str(self.params.get(KINDS[self.kind][2], ""))
-
-    @property
-    def source(self) -> str:
-        return f"{self.service}:{self.operation}"
 
     def body(self) -> Dict[str, Any]:
         return {"kind": self.kind, "id": self.action_id, "params": dict(self.params)}
@@ -81,5 +73,5 @@ class Action:
         p = self.params
         if self.kind == "lifecycle":
             return (f"lifecycle hook {p.get('LifecycleHookName')} of group "
-                    f"{p.get('AutoScalingGroupName')}: {self.status}")
-        return f"stack {p.get('StackName')} resource {p.get('LogicalResourceId')}: {self.status}"
+                    f"{p.get('AutoScalingGroupName')}: {self.answer}")
+        return f"stack {p.get('StackName')} resource {p.get('LogicalResourceId')}: {self.answer}"

@@ -29,18 +29,14 @@ import threading
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..arns import bus_region
 from ..event import Event, fit
-from .action import DONE, GONE, REJECTED, RETRY, Action
+from .action import DONE, GONE, REJECTED, Action
+from .deliverable import Item, actions_of, events_of, home_region, service, settle
 from .sender import Outcome, Target, call, put_events
-from .spool import Item, Record, Spool, SpoolError
+from .spool import Record, Spool, SpoolError
 
 LOG = logging.getLogger("bosky.outbox")
 
-# Entry errors that no retry can fix: the same entry will be refused again.
-REJECTED_CODES = frozenset({
-    "MalformedDetail", "InvalidArgument", "ValidationException", "SerializationException",
-})
 # What the spool records say while the first attempt is still going on.
 NOT_SENT_YET = "not sent yet"
 # The command waits this long at most to clear the dropped counter after a
@@ -112,15 +108,13 @@ def act(
         _log_action(action, outcome, settled, 0)
         if settled == GONE:  # nothing pending: done, as far as anyone can tell
             result.outcome = dataclasses.replace(outcome, delivered=True)
-        elif settled == REJECTED:
-            outcome.retryable = False
         _after_send(spool, result, record, error, target)
         results.append(result)
     return results
 
 
 def _log_action(action: Action, outcome: Outcome, settled: str, earlier: int) -> None:
-    what = f"{action.describe()} ({action.action_id})"
+    what = f"{action.describe()} ({action.action_id})"  # an action's own log lines
     if settled == DONE:
         LOG.info("%s: done", what)
     elif settled == GONE:
@@ -156,8 +150,7 @@ def _after_send(spool: Optional[Spool], result: Delivery, record: Optional[Recor
         if record:
             spool.remove(record)
         return
-    if outcome.error_code in REJECTED_CODES or (
-            isinstance(result.event, Action) and not outcome.retryable):
+    if settle(result.event, outcome) == REJECTED:
         if record:
             result.rejected = spool.reject(record)
         return
@@ -192,11 +185,9 @@ def flush_target(record: Record, region: Optional[str] = None,
     unless ``region`` is asked for explicitly (``bosky flush --region``); a
     bus named by ARN always lives in the ARN's region, as when sending.
     """
-    if isinstance(record.event, Action):
-        configured = (action_endpoints or {}).get(record.event.service)
-        return region or record.region, configured or record.endpoint_url
-    bus = getattr(record.event, "event_bus", None)  # what is spooled may not be an event
-    return bus_region(bus) or region or record.region, endpoint_url or record.endpoint_url
+    configured = {**(action_endpoints or {}), "events": endpoint_url}.get(service(record.event))
+    return (home_region(record.event) or region or record.region,
+            configured or record.endpoint_url)
 
 
 def flush(spool: Spool, environ: Mapping[str, str], budget: float,
@@ -215,11 +206,12 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
         spool.dedupe_locked()
         records, corrupt = spool.records()
         report.corrupt = len(corrupt)
-        ready = [r for r in records if not r.in_flight and isinstance(r.event, Event)]
+        waiting = [(r, r.event) for r in records if not r.in_flight]
+        ready = [r for r, _ in events_of(waiting)]
         dropped = spool.dropped()
         carrier = ready[0] if dropped and ready else None
         # Actions go beside the events, not before them: neither waits for the other.
-        actions = [r for r in records if not r.in_flight and isinstance(r.event, Action)]
+        actions = actions_of(waiting)
         side = FlushReport()
         worker = threading.Thread(target=_flush_actions, daemon=True, args=(
             spool, actions, environ, start + budget, region, action_endpoints or {}, side))
@@ -231,7 +223,7 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
                 break
             outcomes = put_events(
                 [(with_dropped(e, dropped) if r is carrier else e).entry()
-                 for r, e in _events(group)],
+                 for r, e in events_of([(r, r.event) for r in group])],
                 Target(to_region, endpoint, remaining), environ)
             for record, outcome in zip(group, outcomes):
                 _settle(spool, record, outcome, report)
@@ -250,17 +242,12 @@ def flush(spool: Spool, environ: Mapping[str, str], budget: float,
     return report
 
 
-def _events(records: Sequence[Record]) -> List[Tuple[Record, Event]]:
-    return [(r, r.event) for r in records if isinstance(r.event, Event)]
-
-
-def _flush_actions(spool: Spool, records: Sequence[Record], environ: Mapping[str, str],
-                   deadline: float, region: Optional[str],
+def _flush_actions(spool: Spool, records: Sequence[Tuple[Record, Action]],
+                   environ: Mapping[str, str], deadline: float, region: Optional[str],
                    endpoints: Mapping[str, Optional[str]], report: FlushReport) -> None:
-    for record in records:
-        action = record.event
+    for record, action in records:
         remaining = deadline - time.monotonic()
-        if not isinstance(action, Action) or remaining <= 0:
+        if remaining <= 0:
             continue
         to_region, endpoint = flush_target(record, region, None, endpoints)
         target = Target(to_region, endpoint, remaining, action.service)
@@ -269,17 +256,8 @@ def _flush_actions(spool: Spool, records: Sequence[Record], environ: Mapping[str
         _settle(spool, record, outcome, report)
 
 
-def _settled(item: Item, outcome: Outcome) -> str:
-    """DONE, GONE, REJECTED or RETRY, whatever the kind of delivery."""
-    if isinstance(item, Action):
-        return item.settle(outcome)
-    if outcome.delivered:
-        return DONE
-    return REJECTED if outcome.error_code in REJECTED_CODES else RETRY
-
-
 def _settle(spool: Spool, record: Record, outcome: Outcome, report: FlushReport) -> None:
-    settled = _settled(record.event, outcome)
+    settled = settle(record.event, outcome)
     if settled in (DONE, GONE):
         spool.remove(record)
         report.delivered += 1

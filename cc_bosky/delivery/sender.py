@@ -4,8 +4,10 @@ Both the command and the boot reporter send through :func:`put_events`, and
 the lifecycle-hook completions and stack signals through :func:`call`.
 botocore does what must not be written by hand (the credential chain,
 SigV4 signing); the request itself goes over the standard library's HTTP
-client. A botocore client object would add ~150 ms and ~15 MB of service
-model loading to every boot and every ``bosky`` call for one API call.
+client, one attempt at a time through :mod:`cc_bosky.transport` (no redirect
+followed, a wall-clock deadline per attempt). A botocore client object
+would add ~150 ms and ~15 MB of service model loading to every boot and
+every ``bosky`` call for one API call.
 
 Retries use full-jitter exponential backoff within one time budget, and an
 HTTP 200 whose entries failed is treated as the failure it is: retryable
@@ -23,15 +25,17 @@ import random
 import ssl
 import time
 import urllib.error
-import urllib.request
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .. import arns
+from .. import arns, transport
+from ..text import printable
+from ..transport import DeadlinePassed, Pending, Response
 from ..version import __version__
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024 - 1  # a request's entries must total under 256 KB
-_ATTEMPT_TIMEOUT = 10.0  # one HTTP attempt, connect and each read
+# One attempt's wall-clock deadline: credentials, connect, request and the whole answer.
+_ATTEMPT_TIMEOUT = 10.0
 _BACKOFF_BASE = 0.25
 # Full jitter up to this cap. Measured with benchmarks/load.py (1,000 instances,
 # 50 calls/s): a cap of 8 s leaves a tail of stragglers sleeping long after the
@@ -227,6 +231,7 @@ class _Session:
         self.target = target
         self.environ = environ
         self._credentials: Any = None
+        self._loading: Optional[Pending[Any]] = None
 
     def forget_credentials(self) -> None:
         self._credentials = None
@@ -244,25 +249,55 @@ class _Session:
         return self._post(body, {"Content-Type": query.CONTENT_TYPE}, timeout)
 
     def _post(self, body: bytes, kind: Mapping[str, str], timeout: float) -> bytes:
-        headers = self._signed_headers(body, kind)
-        request = urllib.request.Request(self.target.url, data=body, headers=headers, method="POST")
+        """One attempt, credentials included, ended at ``timeout`` seconds of wall clock."""
+        deadline = time.monotonic() + timeout
+        headers = self._signed_headers(body, kind, timeout)
         try:
             context = _tls(self.environ) if self.target.url.startswith("https:") else None
-            with urllib.request.urlopen(request, timeout=timeout, context=context) as r:
-                payload: bytes = r.read(4 * 1024 * 1024)
-        except urllib.error.HTTPError as exc:
-            raise _http_error(exc) from None
+            answer = transport.request(self.target.url, max(0.0, deadline - time.monotonic()),
+                                       body=body, headers=headers, context=context)
         except urllib.error.URLError as exc:
             raise _CallFailed("ConnectionError", _reason(exc.reason), True) from None
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            # timeouts, resets, bad status lines, a body cut short (IncompleteRead)
+            # timeouts, the deadline, resets, bad status lines, a body cut short
             raise _CallFailed("ConnectionError", _reason(exc), True) from None
-        return payload
+        if 300 <= answer.status < 400:
+            # Following it would re-send Authorization and the session token to
+            # wherever Location points, and count that host's 200 as delivered.
+            raise _CallFailed("Redirect", f"HTTP {answer.status} {answer.reason}: the endpoint "
+                              "answered with a redirect, and bosky follows none", True)
+        if not 200 <= answer.status < 300:
+            raise _http_error(answer)
+        return answer.body
 
-    def _signed_headers(self, body: bytes, kind: Mapping[str, str]) -> Dict[str, str]:
+    def _signed_headers(self, body: bytes, kind: Mapping[str, str],
+                        timeout: float) -> Dict[str, str]:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
+        frozen = self._frozen_credentials(timeout)
+        request = AWSRequest(method="POST", url=self.target.url, data=body, headers={
+            **kind, "User-Agent": f"bosky/{__version__}"})
+        SigV4Auth(frozen, self.target.service, self.target.region).add_auth(request)
+        return {k: str(v) for k, v in request.headers.items()}
+
+    def _frozen_credentials(self, timeout: float) -> Any:
+        """This attempt's credentials, within its deadline.
+
+        The chain may ask IMDS or a container endpoint through botocore's own
+        HTTP client, whose sockets bosky cannot reach: the lookup runs aside
+        and the attempt stops waiting at its deadline. A lookup still under
+        way is waited for again by the next attempt, never started twice.
+        """
+        if self._loading is None or self._loading.done:
+            self._loading = Pending(self._load_frozen)
+        try:
+            return self._loading.wait(timeout)
+        except DeadlinePassed:
+            raise _CallFailed("NoCredentials", f"timed out looking up AWS credentials (the "
+                              f"attempt's {timeout:g} s deadline)", True) from None
+
+    def _load_frozen(self) -> Any:
         credentials = self._credentials or _load_or_fail(self.environ)
         if credentials is None:
             raise _CallFailed(
@@ -271,16 +306,12 @@ class _Session:
                 True,
             )
         self._credentials = credentials
-        request = AWSRequest(method="POST", url=self.target.url, data=body, headers={
-            **kind, "User-Agent": f"bosky/{__version__}"})
         try:  # refreshable (instance role) credentials may fetch anew here
-            frozen = credentials.get_frozen_credentials()
+            return credentials.get_frozen_credentials()
         except Exception as exc:
             self._credentials = None
             raise _CallFailed("NoCredentials", f"cannot refresh AWS credentials: {exc}", True) \
                 from None
-        SigV4Auth(frozen, self.target.service, self.target.region).add_auth(request)
-        return {k: str(v) for k, v in request.headers.items()}
 
 
 def _load_or_fail(environ: Mapping[str, str]) -> Any:
@@ -309,15 +340,11 @@ def _entry_results(payload: bytes, count: int) -> List[Dict[str, Any]]:
     return [r if isinstance(r, dict) else {} for r in results]
 
 
-def _http_error(exc: urllib.error.HTTPError) -> _CallFailed:
-    try:
-        body = exc.read(64 * 1024)
-    except OSError:
-        body = b""
-    code, message = _error_fields(body, exc.headers.get("x-amzn-ErrorType", ""))
-    code = code or f"HTTP{exc.code}"
-    message = message or f"HTTP {exc.code} {exc.reason}"
-    retryable = exc.code >= 500 or exc.code == 429 or code in RETRYABLE_CODES
+def _http_error(answer: Response) -> _CallFailed:
+    code, message = _error_fields(answer.body[:64 * 1024], answer.header("x-amzn-ErrorType"))
+    code = code or f"HTTP{answer.status}"
+    message = message or f"HTTP {answer.status} {answer.reason}"
+    retryable = answer.status >= 500 or answer.status == 429 or code in RETRYABLE_CODES
     refresh = code in _REFRESH_CODES
     return _CallFailed(code, message, retryable or refresh, refresh)
 
@@ -340,10 +367,15 @@ def _error_fields(body: bytes, header: str) -> Tuple[str, str]:
 
 
 def _reason(error: object) -> str:
+    """One clipped, printable line: a broken answer's text comes from the server."""
     text = str(error) or type(error).__name__
+    if isinstance(error, DeadlinePassed):
+        return text
     if isinstance(error, TimeoutError) or "timed out" in text:
         return "timed out"
-    return text
+    if isinstance(error, http.client.HTTPException):
+        text = f"{type(error).__name__}: {text}"
+    return printable(text[:200])
 
 
 def _tls(environ: Mapping[str, str]) -> ssl.SSLContext:

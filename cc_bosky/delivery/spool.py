@@ -33,17 +33,13 @@ import json
 import os
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 from .. import files
-from ..event import Event
-from .action import Action
-
-Item = Union[Event, Action]
+from .deliverable import WAYS, Item, delivery_id, dump, load, way
 
 _MAGIC = "bosky-spool 1"
-_SUFFIX = ".event"
-_ACTION_SUFFIX = ".action"
+_SUFFIXES = tuple(w.suffix for w in WAYS)
 _TMP_PREFIX = files.TMP_PREFIX
 # A temp file nobody holds and this old was left by a killed writer. (A writer
 # holds its temp file's lock from the first byte, but not in the instant
@@ -65,7 +61,7 @@ class Record:
     """
 
     path: str
-    event: Item  # an Event, or an Action
+    event: Item  # an event or an action (:mod:`.deliverable`)
     region: str
     endpoint_url: Optional[str]
     spooled_at: float
@@ -75,11 +71,8 @@ class Record:
     lock_fd: Optional[int] = dataclasses.field(default=None, repr=False, compare=False)
 
     def body(self) -> Dict[str, Any]:
-        payload: Dict[str, Any] = (
-            {"entry": self.event.entry()} if isinstance(self.event, Event)
-            else {"action": self.event.body()})
         return {
-            **payload,
+            **dump(self.event),
             "region": self.region,
             "endpoint_url": self.endpoint_url,
             "spooled_at": self.spooled_at,
@@ -123,11 +116,10 @@ class Spool:
         first failed attempt rewrites it durably (:meth:`update`).
         """
         self._ensure_dir()
-        suffix = _SUFFIX if isinstance(event, Event) else _ACTION_SUFFIX
-        name = f"{time.time_ns():0{_STAMP_DIGITS}d}-{event.event_id}{suffix}"
+        name = f"{time.time_ns():0{_STAMP_DIGITS}d}-{delivery_id(event)}{way(event).suffix}"
         record = Record(os.path.join(self.directory, name), event, region, endpoint_url,
                         time.time(), attempts, reason)
-        existing = self._path_for(event.event_id)
+        existing = self._path_for(delivery_id(event))
         if existing:  # the same event spooled before: keep one file per EventId
             record.path = existing
         record.lock_fd = self._write(record, hold, sync)
@@ -196,7 +188,7 @@ class Spool:
         """Record file names, oldest first (the name starts with its time)."""
         try:
             return sorted(n for n in os.listdir(self.directory)
-                          if n.endswith((_SUFFIX, _ACTION_SUFFIX)))
+                          if n.endswith(_SUFFIXES))
         except PermissionError:  # not "no events": this user cannot see them
             raise SpoolError(self._not_ours()) from None
         except OSError:
@@ -454,8 +446,7 @@ def _read(path: str) -> Record:
     body: Mapping[str, Any] = json.loads(data)
     return Record(
         path=path,
-        event=Action.from_body(body["action"]) if "action" in body
-        else Event.from_entry(body["entry"]),
+        event=load(body),
         region=str(body["region"]),
         endpoint_url=body.get("endpoint_url"),
         spooled_at=float(body["spooled_at"]),

@@ -13,12 +13,20 @@ import json
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .. import config
-from ..errors import EXIT_NOT_DELIVERED, EXIT_OK, EXIT_USAGE, BoskyError, UsageError
+from .. import config, redact
+from ..errors import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_DELIVERED,
+    EXIT_OK,
+    EXIT_USAGE,
+    BoskyError,
+    UsageError,
+)
 from ..text import printable
 from ..version import __version__
+from .args import Parser, add_config, add_connection, subcommand
 
 MAX_STDIN_MESSAGE = 1024 * 1024
 MAX_STATUS = 256  # the detail schema's bound
@@ -29,20 +37,46 @@ _INSTANCE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,256}")
 _JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line, not a usage block."""
+#: Each subcommand and what it does: the bare call's usage, --help, and the
+#: typo suggestion all read this (README's command table is checked against it).
+PURPOSES: Dict[str, str] = {
+    "flush": "send every spooled event (and action) now",
+    "status": "this boot's verdict, the reporter, and what waits in the spool",
+    "schema": "check user data as cloud-init reads it, bosky's stanza included",
+    "install": "register the module with cloud-init (and the reporter's units, under systemd)",
+    "uninstall": "remove exactly what 'bosky install' wrote",
+    "doctor": "checklist: will bosky work on this machine?",
+    "fleet": "boot health of the fleet from the consumer stack's log group",
+}
+#: The flags that make the first word a message (as in the Go original).
+_EVENT_FLAGS = frozenset({"-p", "--pass", "--success", "-f", "--fail", "--failure", "-i",
+                          "--info", "--status"})
 
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+def _subcommand_lines() -> str:
+    width = max(len(name) for name in PURPOSES)
+    return "\n".join(f"  {name:<{width}}  {what}" for name, what in PURPOSES.items())
 
 
-def _event_parser() -> _Parser:
-    p = _Parser(
+def usage() -> str:
+    """What a bare ``bosky`` prints: how to send, and each subcommand."""
+    return ("usage: bosky (--pass | --fail | --info | --status STATUS) [MESSAGE] [options]\n"
+            "       bosky SUBCOMMAND [options]\n\n"
+            "Send an Amazon EventBridge event (DetailType 'User Data'), e.g.\n"
+            "  bosky --pass \"deployed\"\n\n"
+            f"subcommands:\n{_subcommand_lines()}\n\n"
+            "'bosky --help' lists every option; 'bosky SUBCOMMAND --help' a subcommand's.\n")
+
+
+def event_parser() -> Parser:
+    p = Parser(
         prog="bosky",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Send an Amazon EventBridge event (DetailType 'User Data') from a script "
-        "or an instance. Subcommands: flush, status, schema, install, uninstall, doctor, fleet.",
+        "or an instance.\n\nA first argument naming a subcommand runs it instead "
+        "('bosky SUBCOMMAND --help'):\n" + _subcommand_lines(),
         epilog="Exit codes: 0 delivered, 1 not delivered (spooled unless --no-spool), "
-        "2 usage or configuration error.",
+        "2 usage or configuration error, 130 interrupted (Ctrl-C).",
     )
     status = p.add_mutually_exclusive_group()
     status.add_argument("-p", "--pass", "--success", dest="status", action="store_const",
@@ -54,17 +88,17 @@ def _event_parser() -> _Parser:
     status.add_argument("--status", dest="status", metavar="STATUS", help="a custom Status")
     p.add_argument("message", nargs="?", default=None,
                    help="the event's Message; '-' reads it from standard input")
+    p.add_argument("--verbatim", action="store_true", help="send the message unredacted")
     p.add_argument("--project", help="event Source (env BOSKY_PROJECT; default 'unknown')")
     p.add_argument("--instance-id", help="instance id (env BOSKY_INSTANCE_ID; default: looked up)")
-    _connection_flags(p, "region of the event bus (env AWS_REGION)",
+    add_connection(p, "region of the event bus (env AWS_REGION)",
                       "EventBridge endpoint (env AWS_ENDPOINT_URL_EVENTBRIDGE, "
                       "AWS_ENDPOINT_URL_EVENTS)")
     p.add_argument("--event-bus", help="event bus name or ARN (default: the default bus)")
     p.add_argument("--detail-type", help="event DetailType (default 'User Data')")
     p.add_argument("--timeout", type=float, dest="send_timeout", metavar="SECONDS",
                    help="give up sending after this long (default 30)")
-    p.add_argument("--config", metavar="FILE",
-                   help=f"config file (env BOSKY_CONFIG; default {config.DEFAULT_CONFIG_FILE})")
+    add_config(p)
     hook = p.add_mutually_exclusive_group()
     hook.add_argument("--continue", dest="hook_result", action="store_const", const="CONTINUE",
                       help="also complete the Auto Scaling lifecycle hook with CONTINUE")
@@ -84,14 +118,7 @@ def _event_parser() -> _Parser:
     p.add_argument("--generate-config", action="store_true",
                    help="print a commented config file template")
     p.add_argument("--version", action="version", version=f"bosky {__version__}")
-    p.add_argument("--debug", action="store_true", help="show details of failures")
     return p
-
-
-def _connection_flags(p: argparse.ArgumentParser, region_help: str, endpoint_help: str) -> None:
-    """--region and --endpoint-url: the same names, checks and meaning on every subcommand."""
-    p.add_argument("--region", help=region_help)
-    p.add_argument("--endpoint-url", help=endpoint_help)
 
 
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
@@ -99,15 +126,19 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     env = os.environ if environ is None else environ
     debug = "--debug" in args
     try:
-        if args and args[0] in SUBCOMMANDS:
+        if not args:
+            print(usage(), end="", file=sys.stderr)
+            return EXIT_USAGE
+        if args[0] in SUBCOMMANDS:
             return SUBCOMMANDS[args[0]](args[1:], env)
+        _suggest(args)
         return send_command(args, env)
     except BoskyError as exc:
         _err(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         _err("interrupted")
-        return EXIT_NOT_DELIVERED
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a bug must still end in one line, not a traceback
         if debug:
             raise
@@ -115,12 +146,26 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         return EXIT_NOT_DELIVERED
 
 
+def _suggest(args: Sequence[str]) -> None:
+    """``bosky stauts``: a word close to a subcommand, with no status flag to
+    make it a message, is a typo (without a status flag it could not be sent
+    anyway). ``bosky --info stauts`` sends it as the Go original would."""
+    import difflib
+
+    if args[0].startswith("-") or any(a.split("=")[0] in _EVENT_FLAGS for a in args):
+        return
+    close = difflib.get_close_matches(args[0], list(SUBCOMMANDS), n=1, cutoff=0.6)
+    if close:
+        raise UsageError(f"unknown subcommand '{args[0]}': did you mean '{close[0]}'? "
+                         f"(to send it as a message: bosky --info {args[0]})")
+
+
 def _err(message: str) -> None:
     print(f"bosky: {printable(message)}", file=sys.stderr)
 
 
 def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
-    args = _event_parser().parse_args(argv)
+    args = event_parser().parse_args(argv)
     flags = {k: getattr(args, k) for k in
              ("project", "region", "event_bus", "endpoint_url", "detail_type", "send_timeout")}
     settings = config.resolve(flags, environ, args.config)
@@ -142,7 +187,7 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     if instance_id is not None and not _INSTANCE_ID.fullmatch(instance_id):
         raise UsageError("--instance-id (or BOSKY_INSTANCE_ID) must be 1 to 256 letters, digits "
                          "or ._:/-")
-    message = _read_message(args.message)
+    message = _read_message(args.message, redacted=not args.verbatim)
     ident = identity_mod.resolve(instance_id, environ)
     from ..arns import send_region
 
@@ -177,12 +222,11 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     return code
 
 
-def _read_message(message: Optional[str]) -> str:
-    if message != "-":
-        return message or ""
-    raw = sys.stdin.buffer.read(MAX_STDIN_MESSAGE + 1) if sys.stdin else b""
-    # Longer input is cut here and again, marked, by the event's size limit.
-    return raw[:MAX_STDIN_MESSAGE].decode("utf-8", "replace").rstrip("\n")
+def _read_message(message: Optional[str], redacted: bool) -> str:
+    if message == "-":  # longer input is cut here and again, marked, by the event's size limit
+        raw = sys.stdin.buffer.read(MAX_STDIN_MESSAGE + 1) if sys.stdin else b""
+        message = raw[:MAX_STDIN_MESSAGE].decode("utf-8", "replace").rstrip("\n")
+    return redact.redact(message or "") if redacted else message or ""
 
 
 def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
@@ -210,7 +254,7 @@ def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
 
 def _act(actions: Sequence[Any], settings: config.Settings, region: str, no_spool: bool,
          environ: Mapping[str, str]) -> int:
-    from ..delivery.action import Action
+    from ..delivery.deliverable import listing
     from ..delivery.outbox import act
     from ..delivery.spool import Spool
 
@@ -221,8 +265,7 @@ def _act(actions: Sequence[Any], settings: config.Settings, region: str, no_spoo
                       settings.send_timeout):
         if result.outcome.delivered:
             continue
-        what = result.event.describe() if isinstance(result.event, Action) else "event"
-        why = f"{what} not done: {result.outcome.reason()}"
+        why = f"{listing(result.event).what} not done: {result.outcome.reason()}"
         if result.spooled:
             why += "; spooled, 'bosky flush' retries it"
         elif result.rejected:
@@ -285,13 +328,6 @@ def config_template() -> str:
 # -- subcommands ---------------------------------------------------------
 
 
-def _sub_parser(name: str, description: str) -> _Parser:
-    p = _Parser(prog=f"bosky {name}", description=description)
-    p.add_argument("--config", metavar="FILE", help="config file")
-    p.add_argument("--debug", action="store_true", help="show details of failures")
-    return p
-
-
 #: Which wins for a spooled event, said by flush --help and status --help.
 _FLUSH_REGION = "region to send spooled events to, instead of the one stored with each " \
     "(a bus named by ARN keeps its ARN's region)"
@@ -299,17 +335,17 @@ _FLUSH_ENDPOINT = "endpoint to send spooled events through, instead of the one s
     "each (also env AWS_ENDPOINT_URL_EVENTBRIDGE, AWS_ENDPOINT_URL_EVENTS, or the config file)"
 
 
-def _spool_settings(p: _Parser, argv: List[str],
+def _spool_settings(p: Parser, argv: List[str],
                     environ: Mapping[str, str]) -> Tuple[argparse.Namespace, config.Settings]:
     """Parse a spool subcommand's arguments; settings with the connection flags checked."""
-    _connection_flags(p, _FLUSH_REGION, _FLUSH_ENDPOINT)
+    add_connection(p, _FLUSH_REGION, _FLUSH_ENDPOINT)
     args = p.parse_args(argv)
     flags = {"region": args.region, "endpoint_url": args.endpoint_url}
     return args, config.resolve(flags, environ, args.config)
 
 
 def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
-    p = _sub_parser("flush", "Send every spooled event now.")
+    p = subcommand("flush", "Send every spooled event (and action) now.")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="give up after this long (default: send_timeout)")
     args, settings = _spool_settings(p, argv, environ)
@@ -337,7 +373,8 @@ def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
 
 
 def status_command(argv: List[str], environ: Mapping[str, str]) -> int:
-    p = _sub_parser("status", "Show this boot's verdict and what waits in the spool.")
+    p = subcommand("status", "Show this boot's verdict, the reporter, and what waits "
+                   "in the spool.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args, settings = _spool_settings(p, argv, environ)
     from ..boot.state import describe

@@ -1,107 +1,131 @@
 """``bosky fleet``: boot health of a fleet, read from the consumer stack's log group.
 
-The log group (infra/consumer.yaml's HistoryRule target) holds every event of
-a project as EventBridge wrote it: the envelope, with bosky's Detail under
-``detail``. This is a thin reader of that contract: each field it uses is
-looked up, with its type, in cc_bosky/schemas/detail.schema.json, the same
-definition the sender's events are tested against, so a field renamed there
-breaks this report's tests, and a value of the wrong type in the log (an old
-or hand-made event) is ignored rather than trusted.
-
 One row per project x ImageId x InstanceType: boots, their outcome, fail %
 and p50/p95 BootSeconds; then the modules that failed most and the latest
-failures. A boot that sent ``timeout`` and later its final verdict counts
-once, by the final verdict. Events are de-duplicated on EventId.
+failures. Which boots count and how a boot's events collapse into one is
+cc_bosky/fleet/report.py; the report is built by one of two engines:
+``scan`` (FilterLogEvents, every event to this machine, cc_bosky/fleet/scan.py)
+or ``insights`` (CloudWatch Logs Insights aggregates on AWS's side,
+cc_bosky/fleet/insights.py). By default a window longer than
+:data:`SCAN_UP_TO` goes to Insights: a day of a 5,000-instance fleet is
+about 10,000 verdicts (44 MB, a few dozen FilterLogEvents pages at the
+account's 5 a second), a month is a hundred times that.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 import time
 from datetime import datetime, timezone
-from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple
+from typing import IO, Any, List, Mapping, Optional
 
-from ..errors import EXIT_OK, BoskyError, UsageError
-from ..schemas import load
+from ..errors import EXIT_OK, UsageError
+from ..fleet import insights, scan
+from ..fleet import report as fleet_report
+from ..fleet.client import LogsClient
+from ..fleet.report import OUTCOMES, clip
 from ..text import printable
-from .cli import _Parser, safe_json
+from .args import Parser
+from .cli import safe_json
 
-OUTCOMES = ("pass", "fail", "degraded", "timeout")
-_TIMEOUT = 10.0  # each HTTP attempt: connect and read
+SCAN_UP_TO = 86400.0  # seconds of window the default engine still scans
+SCAN_TIMEOUT, INSIGHTS_TIMEOUT = 120.0, 900.0  # --timeout's defaults, by engine
+ROWS = 20  # groups the table shows unless --rows says otherwise
 _LOG_GROUP = re.compile(r"^[._\-/#A-Za-z0-9]{1,512}$(?!\n)")
-_SINCE = re.compile(r"^(\d{1,6})([smhdw])$")
+_AGE = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-# cloud-init's own lines in cloud-init-output.log: stage banners, ci-info
-# tables, and its log records echoed to the console.
-_CLOUD_INIT_LINE = re.compile(r"Cloud-init v\. |ci-info: |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "
-                              r"\S+\[[A-Z]+\]: ")
-_MAX_TEXT = 500  # characters of a message or log line kept per boot
 _PROGRESS_AFTER = 3  # pages before a terminal shows progress
-# The Detail fields this report reads; their types come from the detail schema.
-FIELDS = ("Status", "Message", "EventId", "Time", "Origin", "InstanceId", "ImageId",
-          "InstanceType", "BootId", "BootSeconds", "FailedModules", "LogTail")
-_JSON_TYPES: Dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    and v == v and v not in (float("inf"), float("-inf")),
-    "array": lambda v: isinstance(v, list),
-    "boolean": lambda v: isinstance(v, bool),
-    "object": lambda v: isinstance(v, dict),
-}
 
 
-def fleet_parser() -> _Parser:
-    p = _Parser(prog="bosky fleet", description="Boot health of a fleet from the consumer "
+def fleet_parser() -> Parser:
+    p = Parser(prog="bosky fleet", description="Boot health of a fleet from the consumer "
                 "stack's log group (infra/consumer.yaml, output LogGroupName).")
-    p.add_argument("--log-group", required=True, metavar="NAME", help="the log group to read")
-    p.add_argument("--since", default="24h", metavar="AGE",
-                   help="how far back: 30m, 24h, 7d, 2w (default 24h)")
+    p.add_argument("--log-group", required=True, metavar="NAME",
+                   help="the log group to read (the stack's output LogGroupName, "
+                   "/aws/events/bosky/PROJECT)")
+    p.add_argument("--since", default="24h", metavar="WHEN",
+                   help="start of the window: an age (30m, 24h, 7d, 2w) or a UTC time "
+                   "(2026-12-01T08:00:00Z); default 24h")
+    p.add_argument("--until", default=None, metavar="WHEN",
+                   help="end of the window, the same forms (default: now)")
     p.add_argument("--project", metavar="P", help="only this project (the events' Source)")
+    p.add_argument("--engine", choices=("auto", "scan", "insights"), default="auto",
+                   help="scan: FilterLogEvents, every event read here; insights: CloudWatch "
+                   "Logs Insights aggregates on AWS's side; auto (default): scan up to a "
+                   "24-hour window, insights beyond")
     p.add_argument("--failures", type=int, default=10, metavar="N",
                    help="how many of the latest failures to list (default 10)")
+    p.add_argument("--rows", type=int, default=ROWS, metavar="N",
+                   help=f"groups the table shows, worst first (default {ROWS}; --json has all)")
     p.add_argument("--json", action="store_true", help="the same report as JSON")
     p.add_argument("--region", help="region of the log group (env AWS_REGION)")
     p.add_argument("--endpoint-url", metavar="URL", help="CloudWatch Logs endpoint (env "
                    "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS)")
     p.add_argument("--page-size", type=int, default=None, metavar="N",
-                   help="events per FilterLogEvents call, 1 to 10000 (default: the service's)")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
-                   help="give up reading after this long (default 120)")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+                   help="scan: events per FilterLogEvents call, 1 to 10000 (default: the "
+                   "service's)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help=f"give up after this long (default {SCAN_TIMEOUT:g} for scan, "
+                   f"{INSIGHTS_TIMEOUT:g} for insights; at most 3600, Insights' own timeout)")
+    p.add_argument("--permissions", action="store_true",
+                   help="print the IAM policy this report needs on --log-group (both engines) "
+                   "and exit")
     return p
 
 
 def fleet_command(argv: List[str], environ: Mapping[str, str]) -> int:
     args = fleet_parser().parse_args(argv)
-    if args.failures < 0:
-        raise UsageError("--failures must be 0 or more")
+    if args.failures < 0 or args.failures > insights.MAX_ROWS:
+        raise UsageError(f"--failures must be 0 to {insights.MAX_ROWS}")
+    if args.rows < 1:
+        raise UsageError("--rows must be 1 or more")
     if args.page_size is not None and not 1 <= args.page_size <= 10000:
         raise UsageError("--page-size must be 1 to 10000")
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be more than 0 seconds")
-    seconds = since_seconds(args.since)
+    if args.timeout is not None and not 0 < args.timeout <= insights.QUERY_TIMEOUT:
+        raise UsageError("--timeout must be more than 0 and at most 3600 seconds")
+    now = time.time()
+    start = moment(args.since, now, "--since")
+    end = moment(args.until, now, "--until") if args.until is not None else now
+    if start >= end:
+        raise UsageError(f"--since ({fleet_report.iso(start)}) must be before --until "
+                         f"({fleet_report.iso(end)})")
     if not _LOG_GROUP.match(args.log_group):
         raise UsageError(f"--log-group {args.log_group!r}: 1 to 512 letters, digits or ._-/#")
+    if args.permissions:
+        from .policy import fleet_reader_policy
+
+        region = args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+        print(safe_json(fleet_reader_policy(args.log_group, region, None)))
+        return EXIT_OK
+    engine = args.engine
+    if engine == "auto":
+        engine = "insights" if end - start > SCAN_UP_TO else "scan"
+    if engine == "insights" and args.project is not None:
+        insights.query_text("groups", args.project)  # a project Insights cannot quote: exit 2
     region = args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     if not region:
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
     _check("region", region, "region")
     if args.endpoint_url is not None:
         _check("--endpoint-url", args.endpoint_url, "endpoint_url")
-    end = time.time()
-    start = end - seconds
-    reader = LogReader(args.log_group, region, args.endpoint_url, environ, args.timeout,
-                       args.page_size)
+    budget = args.timeout or (INSIGHTS_TIMEOUT if engine == "insights" else SCAN_TIMEOUT)
+    logs = LogsClient(args.log_group, region, args.endpoint_url, environ, budget)
     progress = Progress(sys.stderr)
-    report = build_report(reader.events(start, end, args.project, progress.page),
-                          args.project, args.failures)
+    if engine == "scan":
+        result = fleet_report.build_report(
+            scan.events(logs, start, end, args.project, args.page_size, progress.page),
+            args.failures, args.project)
+        result["Pages"] = progress.pages
+    else:
+        aggregates, stats = insights.run(logs, start, end, args.project, args.failures,
+                                         progress.poll)
+        result = fleet_report.assemble(aggregates)
+        result["Insights"] = stats
     progress.done()
-    report.update({"LogGroup": args.log_group, "Since": _iso(start), "Until": _iso(end),
-                   "Pages": progress.pages})
-    print(safe_json(report) if args.json else render(report))
+    result.update({"LogGroup": args.log_group, "Engine": engine, "Since": fleet_report.iso(start),
+                   "Until": fleet_report.iso(end)})
+    print(safe_json(result) if args.json else render(result, args.rows))
     return EXIT_OK
 
 
@@ -114,87 +138,30 @@ def _check(what: str, value: str, key: str) -> None:
         raise UsageError(f"{what} {value!r} is not a valid {key.replace('_', ' ')}")
 
 
+def moment(text: str, now: float, flag: str) -> float:
+    """An age before ``now`` (``30m``, ``24h``, ``7d``, ``2w``; ``0s`` is now) or a UTC
+    time (``2026-12-01T08:00:00Z``, ``2026-12-01``), as epoch seconds."""
+    text = text.strip()
+    match = _AGE.match(text)
+    if match:
+        return now - float(int(match.group(1)) * _UNITS[match.group(2)])
+    for form in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%MZ", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, form).replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            continue
+    raise UsageError(f"{flag} {text!r}: give an age such as 30m, 24h, 7d or 2w, or a UTC "
+                     "time such as 2026-12-01T08:00:00Z")
+
+
 def since_seconds(text: str) -> float:
-    match = _SINCE.match(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise UsageError(f"--since {text!r}: give an age such as 30m, 24h, 7d or 2w")
-    return float(int(match.group(1)) * _UNITS[match.group(2)])
-
-
-# -- reading the log group ----------------------------------------------------------------
-
-
-class LogReader:
-    """FilterLogEvents, page by page, through a botocore client (imported only here:
-    the rest of bosky never pays for it)."""
-
-    def __init__(self, group: str, region: str, endpoint_url: Optional[str],
-                 environ: Mapping[str, str], budget: float,
-                 page_size: Optional[int] = None) -> None:
-        self.group, self.region, self.budget, self.page_size = group, region, budget, page_size
-        self.environ = environ
-        self.endpoint_url = (endpoint_url or environ.get("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS")
-                             or environ.get("AWS_ENDPOINT_URL") or None)
-
-    def events(self, start: float, end: float, project: Optional[str],
-               on_page: Callable[[int], None]) -> Iterator[Tuple[int, str]]:
-        """(timestamp ms, message) of every event in the window."""
-        import botocore.config
-        import botocore.exceptions
-        import botocore.session
-
-        from ..delivery.sender import load_credentials
-
-        # The sender's credential chain, read from this command's environment.
-        credentials = load_credentials(self.environ)
-        if credentials is None:
-            raise BoskyError("no AWS credentials found (environment, profile, container or "
-                             "instance role)")
-        try:
-            frozen = credentials.get_frozen_credentials()
-        except botocore.exceptions.BotoCoreError as exc:  # a refresh that failed
-            raise BoskyError(f"cannot load AWS credentials: {exc}") from None
-        # Narrow on the server; the report checks every event again.
-        pattern = '{ $.detail.Origin = "boot" }' if project is None else \
-            '{ ($.detail.Origin = "boot") && ($.source = ' + json.dumps(project) + ") }"
-        deadline = time.monotonic() + self.budget
-        try:
-            client = botocore.session.get_session().create_client(
-                "logs", region_name=self.region, endpoint_url=self.endpoint_url,
-                aws_access_key_id=frozen.access_key, aws_secret_access_key=frozen.secret_key,
-                aws_session_token=frozen.token,
-                config=botocore.config.Config(connect_timeout=_TIMEOUT, read_timeout=_TIMEOUT,
-                                              retries={"max_attempts": 3, "mode": "standard"}))
-            kwargs: Dict[str, Any] = {"logGroupName": self.group, "filterPattern": pattern,
-                                      "startTime": int(start * 1000), "endTime": int(end * 1000)}
-            if self.page_size:
-                kwargs["limit"] = self.page_size
-            while True:
-                page = client.filter_log_events(**kwargs)
-                on_page(len(page.get("events", ())))
-                for event in page.get("events", ()):
-                    yield int(event.get("timestamp") or 0), str(event.get("message") or "")
-                token = page.get("nextToken")
-                if not token or token == kwargs.get("nextToken"):
-                    return
-                if time.monotonic() > deadline:
-                    raise BoskyError(f"reading {self.group} took longer than --timeout "
-                                     f"{self.budget:g} s; narrow --since or --project")
-                kwargs["nextToken"] = token
-        except botocore.exceptions.ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise BoskyError(f"CloudWatch Logs refused: {error.get('Code', 'error')}: "
-                             f"{error.get('Message', '')}".rstrip(": ")) from None
-        except botocore.exceptions.ParamValidationError as exc:
-            raise UsageError(f"CloudWatch Logs would refuse this request: {exc}") from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise BoskyError(f"cannot read {self.group}: {exc}") from None
-        except ValueError as exc:  # botocore's check of the endpoint URL
-            raise UsageError(f"--endpoint-url: {exc}") from None
+    """How far back an age reaches (``--since``'s age form)."""
+    return time.time() - moment(text, time.time(), "--since")
 
 
 class Progress:
-    """A one-line counter on a terminal's stderr once reading takes several pages."""
+    """One line on a terminal's stderr: scan pages once reading takes several,
+    the Insights queries' state while they run."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream, self.pages, self.events, self.shown = stream, 0, 0, False
@@ -202,8 +169,15 @@ class Progress:
     def page(self, events: int) -> None:
         self.pages += 1
         self.events += events
-        if self.pages >= _PROGRESS_AFTER and _isatty(self.stream):
-            self.stream.write(f"\rbosky fleet: {self.pages} pages, {self.events} events read")
+        if self.pages >= _PROGRESS_AFTER:
+            self._show(f"bosky fleet: {self.pages} pages, {self.events} events read")
+
+    def poll(self, run: insights.Run) -> None:
+        self._show(run.line())
+
+    def _show(self, line: str) -> None:
+        if _isatty(self.stream):
+            self.stream.write("\r\033[K" + line)
             self.stream.flush()
             self.shown = True
 
@@ -220,169 +194,36 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-# -- the report ---------------------------------------------------------------------------
-
-
-def read_detail(message: str) -> Optional[Tuple[str, Dict[str, Any]]]:
-    """(project, the Detail fields this report uses) of a logged envelope, or None.
-
-    Each field is kept only if its value has the type the detail schema gives it.
-    """
-    try:
-        envelope = json.loads(message)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("detail"), dict):
-        return None
-    detail, source = envelope["detail"], envelope.get("source")
-    if not isinstance(source, str):
-        return None
-    props = _properties()
-    kept = {}
-    for name in FIELDS:
-        value = detail.get(name)
-        if value is not None and _JSON_TYPES[props[name]](value):
-            kept[name] = value
-    if kept.get("Origin") != "boot" or kept.get("Status") not in OUTCOMES:
-        return None
-    # What a boot keeps in memory is bounded (a month of a large fleet is
-    # hundreds of thousands of events): the tail's last line, a clipped message.
-    kept["LastLogLine"] = _last_line(kept.pop("LogTail", None))
-    kept["Message"] = _clip(kept.get("Message", ""), _MAX_TEXT)
-    if isinstance(kept["LastLogLine"], str):
-        kept["LastLogLine"] = _clip(kept["LastLogLine"], _MAX_TEXT)
-    kept["FailedModules"] = [m[:100] for m in kept.get("FailedModules", [])
-                             if isinstance(m, str)][:50]
-    return source, kept
-
-
-def _properties() -> Dict[str, str]:
-    """Each used field's JSON type, from the detail schema."""
-    schema = load("detail")
-    defs = schema.get("definitions", {})
-    out = {}
-    for name in FIELDS:
-        spec = schema["properties"][name]
-        if "$ref" in spec:
-            spec = defs[spec["$ref"].rsplit("/", 1)[-1]]
-        out[name] = spec["type"]
-    return out
-
-
-def build_report(events: Iterator[Tuple[int, str]], project: Optional[str],
-                 failures: int) -> Dict[str, Any]:
-    """The report's data from (timestamp ms, message) pairs."""
-    seen: Set[str] = set()
-    boots: Dict[Tuple[str, ...], Tuple[str, Dict[str, Any]]] = {}
-    read = skipped = 0
-    for stamp, message in events:
-        read += 1
-        parsed = read_detail(message)
-        if parsed is None or (project is not None and parsed[0] != project):
-            skipped += 1
-            continue
-        source, detail = parsed
-        event_id = str(detail.get("EventId") or f"{stamp}:{hash(message)}")
-        if event_id in seen:
-            continue
-        seen.add(event_id)
-        detail["_When"] = _event_time(detail.get("Time"), stamp)
-        key = ((source, detail["InstanceId"], detail["BootId"])
-               if "InstanceId" in detail and "BootId" in detail else (source, event_id))
-        earlier = boots.get(key)
-        # A boot's final verdict outranks its timeout, whichever arrives first.
-        if earlier is None or (earlier[1]["Status"] == "timeout"
-                               and detail["Status"] != "timeout"):
-            boots[key] = (source, detail)
-    return _summarise(list(boots.values()), failures, read, skipped)
-
-
-def _summarise(boots: List[Tuple[str, Dict[str, Any]]], failures: int, read: int,
-               skipped: int) -> Dict[str, Any]:
-    groups: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
-    modules: Dict[str, int] = {}
-    failed: List[Tuple[str, Dict[str, Any]]] = []
-    for source, d in boots:
-        key = (source, d.get("ImageId", "-"), d.get("InstanceType", "-"))
-        group = groups.setdefault(key, {"counts": dict.fromkeys(OUTCOMES, 0), "seconds": []})
-        group["counts"][d["Status"]] += 1
-        if "BootSeconds" in d:
-            group["seconds"].append(float(d["BootSeconds"]))
-        if d["Status"] in ("fail", "timeout"):
-            failed.append((source, d))
-            for module in set(d["FailedModules"]):
-                modules[module] = modules.get(module, 0) + 1
-    rows = []
-    for (source, image, itype), group in groups.items():
-        counts, seconds = group["counts"], sorted(group["seconds"])
-        total = sum(counts.values())
-        rows.append({"Project": source, "ImageId": image, "InstanceType": itype, "Boots": total,
-                     **{s.capitalize(): counts[s] for s in OUTCOMES},
-                     "FailPercent": round(100.0 * (counts["fail"] + counts["timeout"]) / total,
-                                          1),
-                     "BootSecondsP50": percentile(seconds, 50),
-                     "BootSecondsP95": percentile(seconds, 95)})
-    rows.sort(key=lambda r: (-r["FailPercent"], -r["Boots"], r["Project"], r["ImageId"],
-                             r["InstanceType"]))
-    failed.sort(key=lambda item: item[1]["_When"], reverse=True)
-    latest = [{"Time": _iso(d["_When"]), "Project": source, "InstanceId": d.get("InstanceId"),
-               "ImageId": d.get("ImageId"), "Status": d["Status"], "Message": d.get("Message", ""),
-               "LastLogLine": d["LastLogLine"], "EventId": d.get("EventId")}
-              for source, d in failed[:failures]]
-    return {"EventsRead": read, "EventsSkipped": skipped, "Boots": len(boots),
-            "Groups": rows,
-            "FailingModules": [{"Module": m, "Failures": n} for m, n in
-                               sorted(modules.items(), key=lambda i: (-i[1], i[0]))],
-            "Failures": len(failed), "LatestFailures": latest}
-
-
-def percentile(values: List[float], pct: float) -> Optional[float]:
-    """Nearest-rank percentile of sorted ``values``; None when there are none."""
-    if not values:
-        return None
-    rank = max(1, -(-len(values) * pct // 100))
-    return round(values[int(rank) - 1], 3)
-
-
-def _last_line(tail: Any) -> Optional[str]:
-    """The log tail's last line that is not cloud-init's own (its "finished at"
-    banner, its echoed WARNINGs): what the user's script said last."""
-    lines = [line for line in (tail or []) if isinstance(line, str) and line.strip()]
-    own = [line for line in lines if not _CLOUD_INIT_LINE.match(line)]
-    return (own or lines)[-1] if lines else None
-
-
-def _event_time(detail_time: Any, stamp_ms: int) -> float:
-    if isinstance(detail_time, str):
-        try:
-            return datetime.strptime(detail_time[:19], "%Y-%m-%dT%H:%M:%S").replace(
-                tzinfo=timezone.utc).timestamp()
-        except ValueError:
-            pass
-    return stamp_ms / 1000.0
-
-
-def _iso(when: float) -> str:
-    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # -- text ---------------------------------------------------------------------------------
 
 
-def render(report: Mapping[str, Any]) -> str:
+def render(report: Mapping[str, Any], rows: int = ROWS) -> str:
+    if report.get("Engine") == "insights":
+        stats = report["Insights"]
+        source = (f"Logs Insights: {stats['RecordsMatched']:,.0f} events matched, "
+                  f"{stats['BytesScanned'] / 1e6:,.1f} MB scanned")
+    else:
+        source = (f"{_count(report['EventsRead'], 'event')}, "
+                  f"{_count(report.get('Pages', 0), 'page')}")
     out = [f"bosky fleet: {report['LogGroup']}, {report['Since']} to {report['Until']}: "
-           f"{_count(report['Boots'], 'boot')} ({_count(report['EventsRead'], 'event')}, "
-           f"{_count(report['Pages'], 'page')})"]
+           f"{_count(report['Boots'], 'boot')} ({source})"]
+    for name in (report.get("Insights") or {}).get("Truncated", ()):
+        out.append(f"note: the {name} query reached Logs Insights' {insights.MAX_ROWS:,} "
+                   "rows; narrow --since or --project for all of it")
     if not report["Groups"]:
         out.append("no boot verdicts in this window")
         return printable("\n".join(out), one_line=False)
     out.append("")
+    groups = report["Groups"]
     out += _table(["PROJECT", "IMAGE", "TYPE", "BOOTS", "PASS", "FAIL", "DEGRADED", "TIMEOUT",
                    "FAIL %", "P50 S", "P95 S"],
                   [[r["Project"], r["ImageId"], r["InstanceType"], r["Boots"], r["Pass"],
                     r["Fail"], r["Degraded"], r["Timeout"], f"{r['FailPercent']:.1f}",
                     _num(r["BootSecondsP50"]), _num(r["BootSecondsP95"])]
-                   for r in report["Groups"]])
+                   for r in groups[:rows]])
+    if len(groups) > rows:
+        out.append(f"  ... {_count(len(groups) - rows, 'more group')} (--rows {len(groups)} "
+                   "or --json for all)")
     if report["FailingModules"]:
         out += ["", "Top failing modules"]
         out += _table(["MODULE", "FAILED BOOTS"],
@@ -392,7 +233,7 @@ def render(report: Mapping[str, Any]) -> str:
         out += ["", f"Latest failures ({shown} of {report['Failures']})"]
         out += _table(["TIME", "INSTANCE", "IMAGE", "STATUS", "MESSAGE", "LAST LOG LINE"],
                       [[f["Time"], f["InstanceId"] or "-", f["ImageId"] or "-", f["Status"],
-                        _clip(f["Message"], 50), _clip(f["LastLogLine"] or "-", 50)]
+                        clip(f["Message"], 50), clip(f["LastLogLine"] or "-", 50)]
                        for f in report["LatestFailures"]])
     return "\n".join(out)
 
@@ -421,9 +262,5 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-__all__ = ["build_report", "fleet_command", "read_detail", "render"]
+__all__ = ["OUTCOMES", "fleet_command", "render"]
 

@@ -75,3 +75,26 @@ def action_statements(lifecycle_hook: Any, cfn_signal: Any, region: Optional[str
             "Resource": arns.stack_arn(signal.stack or "*", region, account_id),
         })
     return found
+
+
+def fleet_reader_policy(group: str, region: Optional[str],
+                        account_id: Optional[str]) -> Dict[str, Any]:
+    """What ``bosky fleet`` needs on the consumer stack's log group: FilterLogEvents
+    for the scan, the Logs Insights calls for the other engine.
+
+    It is a person's or a dashboard host's policy, never the instance role's:
+    instances only send. GetQueryResults and StopQuery name a query, not a log
+    group, so IAM scopes them by action only.
+    """
+    arn = arns.log_group_arn(group, region, account_id)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "BoskyFleetScan", "Effect": "Allow", "Action": "logs:FilterLogEvents",
+             "Resource": arn},
+            {"Sid": "BoskyFleetInsights", "Effect": "Allow", "Action": "logs:StartQuery",
+             "Resource": arn},
+            {"Sid": "BoskyFleetInsightsResults", "Effect": "Allow",
+             "Action": ["logs:GetQueryResults", "logs:StopQuery"], "Resource": "*"},
+        ],
+    }

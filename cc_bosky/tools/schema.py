@@ -10,7 +10,6 @@ stdout; each problem is one line on stderr; exit 0 valid, 2 invalid.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
@@ -23,7 +22,7 @@ from ..boot.cloudconfig import merge, problems
 from ..errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError
 from ..text import printable
 from . import userdata
-from .cli import _Parser
+from .args import subcommand
 
 #: Where cloud-init keeps the user data it was given (root only, 0600).
 INSTANCE_USER_DATA = "/var/lib/cloud/instance/user-data.txt"
@@ -51,9 +50,9 @@ class Report:
 
 def schema_command(argv: List[str], environ: Mapping[str, str]) -> int:
     """``bosky schema FILE`` or ``bosky schema --instance``."""
-    p = _Parser(prog="bosky schema", description="Validate user data (#cloud-config, MIME "
-                "multipart, gzip, base64, jinja templates) or a cloud.cfg.d file against "
-                "cloud-init's schema extended with bosky's stanza, reading it as cloud-init does.")
+    p = subcommand("schema", "Validate user data (#cloud-config, MIME multipart, gzip, base64, "
+                   "jinja templates) or a cloud.cfg.d file against cloud-init's schema "
+                   "extended with bosky's stanza, reading it as cloud-init does.", config=False)
     p.add_argument("file", nargs="?", help="user data as handed to EC2, or a "
                    "/etc/cloud/cloud.cfg.d/ file")
     p.add_argument("--instance", action="store_true",
@@ -63,7 +62,6 @@ def schema_command(argv: List[str], environ: Mapping[str, str]) -> int:
     p.add_argument("--merged", action="store_true",
                    help="print the merged cloud-config (as cloud-init merges the parts) "
                    "instead of the report")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.instance == bool(args.file):
         raise UsageError("give a FILE or --instance, not both or neither "

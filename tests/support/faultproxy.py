@@ -5,7 +5,9 @@ so the only seam that reaches its botocore is the endpoint URL. Clients point
 ``AWS_ENDPOINT_URL_EVENTS`` (or ``endpoint_url``) at :attr:`FaultProxy.url`;
 nothing is patched, and every failure is seen the way production sees it: a
 refused connection, a read timeout, an HTTP 5xx, a throttling error, a
-partial failure inside an HTTP 200, or a reply lost after delivery.
+partial failure inside an HTTP 200, a reply lost after delivery, a redirect
+to another host (:class:`Elsewhere` records what reaches it), an answer
+dripped a byte at a time, or bytes that are no HTTP at all.
 
 The proxy forwards the request line, headers (the ``Host`` header unchanged,
 so a SigV4 signature made for the proxy's URL stays valid) and body to the
@@ -57,6 +59,9 @@ ENTRY_ERROR_MESSAGES = {
     "ThrottlingException": "Rate exceeded",
     "MalformedDetail": "Detail is malformed.",
 }
+
+#: Where :meth:`FaultProxy.drip` can be slow.
+DRIP_PARTS = ("headers", "body", "chunks")
 
 Headers = List[Tuple[str, str]]
 EntrySelector = Union[None, Sequence[int], Callable[[int, Mapping[str, Any]], bool]]
@@ -268,6 +273,17 @@ def _error_for(record: RequestRecord, error_type: str, message: str) -> Tuple[He
     return _json_error(error_type, message)
 
 
+def _success_body(record: RequestRecord) -> bytes:
+    """What a healthy endpoint answers: every PutEvents entry accepted, or a Query answer."""
+    if record.is_put_events:
+        entries = [{"EventId": str(uuid.uuid4())} for _ in record.entries]
+        return json.dumps({"FailedEntryCount": 0, "Entries": entries}).encode()
+    if record.is_query:
+        return (f"<{record.action}Response><ResponseMetadata><RequestId>{uuid.uuid4()}"
+                f"</RequestId></ResponseMetadata></{record.action}Response>").encode()
+    return b"{}"
+
+
 def _selected(selector: EntrySelector, index: int, entry: Mapping[str, Any]) -> bool:
     """Whether ``reject_entries`` rejects this entry."""
     if selector is None:
@@ -287,7 +303,12 @@ class FaultProxy:
     - :meth:`http_error`, :meth:`throttle`, :meth:`rate_limit`: HTTP-level errors;
     - :meth:`reject_entries`: an HTTP 200 partial failure of PutEvents;
     - :meth:`drop`, :meth:`drop_after_forward`: connection closed with no answer,
-      before or after the upstream got the request.
+      before or after the upstream got the request;
+    - :meth:`redirect`: a 3xx whose Location names another host;
+    - :meth:`drip`: a whole, valid answer sent one piece per interval (in the
+      status line and headers, the body, or chunked transfer), the slow
+      server a socket timeout never catches;
+    - :meth:`garbage`: these bytes, then the connection closed.
 
     Counted faults queue up in the order they were set and each is spent by
     the requests it applies to. :meth:`restore` clears every fault;
@@ -464,6 +485,37 @@ class FaultProxy:
         """Forward, then close without answering: delivered, but the client sees an error."""
         self._add("drop_after_forward", times)
 
+    def redirect(self, location: str, status: int = 302, times: Optional[int] = None) -> None:
+        """Answer with ``status`` and ``Location: <location><request path>``; nothing forwarded.
+
+        Point ``location`` at an :class:`Elsewhere` to see what a client that
+        follows the redirect would hand another host.
+        """
+        if not 300 <= status < 400:
+            raise ValueError("a redirect status is 3xx")
+        self._add("redirect", times, status=status, location=location)
+
+    def drip(self, part: str = "body", interval: float = 2.0, times: Optional[int] = None,
+             forward: bool = False) -> None:
+        """Send a whole, valid answer one piece every ``interval`` seconds.
+
+        ``part``: ``"headers"`` drips the status line and headers a byte at a
+        time; ``"body"`` sends the headers at once and drips the body a byte
+        at a time; ``"chunks"`` uses chunked transfer and sends one
+        one-byte chunk per interval. The answer is a PutEvents success
+        (every entry accepted) or an empty Query answer, so a client that
+        waited to the end would count it delivered; with ``forward`` it is
+        the upstream's own answer, the request delivered. restore() and
+        close() end a drip at once.
+        """
+        if part not in DRIP_PARTS:
+            raise ValueError(f"part must be one of {', '.join(DRIP_PARTS)}")
+        self._add("drip", times, part=part, interval=float(interval), forward=forward)
+
+    def garbage(self, data: bytes, times: Optional[int] = 1) -> None:
+        """Answer with ``data`` as raw bytes (no status line unless it has one), then close."""
+        self._add("garbage", times, data=bytes(data))
+
     def _add(self, kind: str, times: Optional[int], **params: Any) -> None:
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 or None")
@@ -592,6 +644,18 @@ class FaultProxy:
         if fault.kind == "drop_after_forward":
             self._forward(h, record, record.body)
             return self._abandon(h, record, "dropped_after_forward")
+        if fault.kind == "redirect":
+            status, where = fault.params["status"], fault.params["location"].rstrip("/")
+            return self._reply(h, record, f"redirected:{status}", status,
+                               [("Location", where + h.path)], b"")
+        if fault.kind == "drip":
+            return self._drip(h, record, fault)
+        if fault.kind == "garbage":
+            record.outcome = "garbage"
+            with contextlib.suppress(OSError):
+                h.wfile.write(fault.params["data"])
+                h.wfile.flush()
+            return self._abandon(h, record, "garbage")
         raise AssertionError(f"unknown fault {fault.kind}")
 
     def _pass_through(
@@ -672,6 +736,42 @@ class FaultProxy:
                 self._entries_forwarded += len(_put_events_entries(record.target, body))
         return _Upstream(response.status, response.reason, response.getheaders(), payload)
 
+    def _drip(self, h: _Handler, record: RequestRecord, fault: _Fault) -> None:
+        """Write a valid answer one piece per interval; stop when the client leaves."""
+        part, interval = fault.params["part"], fault.params["interval"]
+        with self._lock:
+            release = self._release
+        status, headers, body = 200, [("Content-Type", AWS_JSON)], _success_body(record)
+        if fault.params["forward"]:
+            upstream = self._forward(h, record, record.body)
+            if upstream is None:
+                return self._upstream_failed(h, record)
+            status, body = upstream.status, upstream.body
+            headers = [(k, v) for k, v in upstream.headers if k.lower() not in HOP_BY_HOP]
+        record.outcome, record.status = f"dripped_{part}", status
+        framing = ("Transfer-Encoding", "chunked") if part == "chunks" else (
+            "Content-Length", str(len(body)))
+        head = "".join(f"{k}: {v}\r\n" for k, v in [*headers, framing])
+        head_bytes = f"HTTP/1.1 {status} OK\r\n{head}\r\n".encode("latin-1")
+        pieces: List[bytes]
+        if part == "headers":
+            pieces = [head_bytes[i:i + 1] for i in range(len(head_bytes))] + [body]
+        elif part == "body":
+            pieces = [head_bytes] + [body[i:i + 1] for i in range(len(body))]
+        else:
+            pieces = [head_bytes] + [b"1\r\n" + body[i:i + 1] + b"\r\n"
+                                     for i in range(len(body))] + [b"0\r\n\r\n"]
+        h.close_connection = True
+        for n, piece in enumerate(pieces):
+            if n and release.wait(interval):
+                break  # restore()/close(): end the drip now
+            try:
+                h.wfile.write(piece)
+                h.wfile.flush()
+            except OSError:
+                return  # the client gave up: what the fault is there to prove
+        self._abandon(h, record, record.outcome)
+
     def _throttled(self, h: _Handler, record: RequestRecord, outcome: str) -> None:
         """HTTP 400 ThrottlingException, exactly as EventBridge answers an over-quota call."""
         headers, body = _error_for(record, "ThrottlingException", "Rate exceeded")
@@ -745,3 +845,93 @@ class FaultProxy:
 
     def __repr__(self) -> str:
         return f"FaultProxy({self.url} -> {self.upstream})"
+
+
+@dataclass
+class Received:
+    """One request that reached :class:`Elsewhere`."""
+
+    method: str
+    path: str
+    headers: Dict[str, str]
+    body: bytes
+
+
+class _ElsewhereHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _ElsewhereServer
+
+    def _answer(self) -> None:
+        body = _read_body(self)
+        target = self.headers.get("X-Amz-Target")
+        record = RequestRecord(time.time(), self.command, self.path, target, body,
+                               _put_events_entries(target, body))
+        self.server.owner._note(Received(self.command, self.path, dict(self.headers.items()),
+                                         body))
+        if record.is_put_events and not record.entries:
+            # A follower that turned the POST into a GET (urllib on 301/302/303)
+            # lost the body: accept "its" one event anyway, as a trap would.
+            record.entries = [{}]
+        answer = _success_body(record)
+        self.send_response(200)
+        self.send_header("Content-Type", AWS_JSON)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence: :attr:`Elsewhere.received` is the log."""
+
+
+class _ElsewhereServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, owner: Elsewhere, host: str) -> None:
+        self.owner = owner
+        super().__init__((host, 0), _ElsewhereHandler)
+
+
+class Elsewhere:
+    """Another host on loopback (127.0.0.2 by default) where a redirect points.
+
+    It answers every request as a healthy endpoint would (a PutEvents with
+    every entry accepted), so a client that followed a redirect would count
+    its event delivered, and it records everything that reaches it: the
+    ``Authorization`` and ``X-Amz-Security-Token`` a follower would hand over.
+    """
+
+    def __init__(self, host: str = "127.0.0.2") -> None:
+        self._lock = threading.Lock()
+        self._received: List[Received] = []
+        self._server = _ElsewhereServer(self, host)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True,
+                                        name="faultproxy-elsewhere")
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def received(self) -> List[Received]:
+        with self._lock:
+            return list(self._received)
+
+    def _note(self, received: Received) -> None:
+        with self._lock:
+            self._received.append(received)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> Elsewhere:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -319,11 +319,14 @@ def install_bosky(suite: Suite, root: Path, artifacts: Artifacts) -> None:
         (tmp / artifacts.deb.name).unlink()
     else:
         shutil.copy2(artifacts.wheel, tmp / artifacts.wheel.name)
-        # bullseye's pip has no index here; --no-index proves the system's own
-        # boto3/botocore/PyYAML satisfy bosky's declared requirements.
-        chroot(root, "pip3", "install", "--no-index", f"/tmp/{artifacts.wheel.name}",
-               what=f"pip3 install {artifacts.wheel.name}")
+        # README's route: the wheel by its hash, alone (--no-deps: the
+        # distribution's botocore and PyYAML, already in the image), no index.
+        digest = hashlib.sha256(artifacts.wheel.read_bytes()).hexdigest()
+        (tmp / "bosky.txt").write_text(f"/tmp/{artifacts.wheel.name} --hash=sha256:{digest}\n")
+        chroot(root, "pip3", "install", "--no-deps", "--no-index", "--require-hashes",
+               "-r", "/tmp/bosky.txt", what=f"pip3 install --require-hashes {artifacts.wheel.name}")
         (tmp / artifacts.wheel.name).unlink()
+        (tmp / "bosky.txt").unlink()
     chroot(root, "bosky", "install", what="bosky install")
     chroot(root, "bosky", "doctor", "--image", what="bosky doctor --image")
 

@@ -6,12 +6,19 @@ from __future__ import annotations
 from typing import List, Mapping, Optional
 
 from .. import config
-from ..boot.state import read_json
+from ..actions import (
+    Plan,
+    complete_facts,
+    facts_from_record,
+    hook_spec,
+    resolve,
+    signal_spec,
+    wanted_tags,
+)
 from ..delivery import query
 from ..delivery.sender import Outcome, Target, call
-from ..identity import Identity
-from ..tools.doctor import FAIL, OK, WARN, Check
-from . import Plan, complete_facts, facts_from_record, hook_spec, resolve, signal_spec, wanted_tags
+from ..identity import Identity, read_instance_data
+from . import FAIL, OK, WARN, Check
 
 _BUDGET = 5.0
 _DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
@@ -27,7 +34,7 @@ def action_checks(settings: config.Settings, ident: Identity, environ: Mapping[s
         return [Check(n, WARN, "not checked for an image: resolved on each instance")
                 for n in names]
     region = ident.region or settings.region
-    facts = complete_facts(facts_from_record(read_json(instance_data)), environ,
+    facts = complete_facts(facts_from_record(read_instance_data(instance_data)), environ,
                            wanted_tags(hook, signal))
     plan = resolve(hook, signal, facts, ident.instance_id, region,
                    settings.autoscaling_endpoint_url, environ)

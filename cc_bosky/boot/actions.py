@@ -13,10 +13,7 @@ import logging
 from typing import Any, Callable, Mapping, Optional
 
 from .. import config
-from ..boot import state
-from ..delivery.spool import Spool, SpoolError
-from ..identity import Identity
-from . import (
+from ..actions import (
     Plan,
     complete_facts,
     facts_from_record,
@@ -26,6 +23,9 @@ from . import (
     signal_spec,
     wanted_tags,
 )
+from ..delivery.spool import Spool, SpoolError
+from ..identity import Identity
+from . import state
 
 LOG = logging.getLogger("bosky.actions")
 ACTED = "actions"  # the once-per-boot claim in run_dir/sent/

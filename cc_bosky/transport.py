@@ -1,0 +1,223 @@
+"""One HTTP attempt, as every bosky request makes it: no redirect followed, a wall-clock deadline.
+
+Two rules hold for every call bosky makes itself (EventBridge, Auto Scaling,
+CloudFormation, IMDS):
+
+* A 3xx is an answer, never an instruction. urllib's default opener turns a
+  POST answered with 301/302/303 into a GET to the new location with the same
+  headers, ``Authorization`` and the session token included, and a 200 from
+  there would count as delivered. The opener here has no
+  ``HTTPRedirectHandler``: the caller sees the 3xx and treats it as the
+  failed attempt it is.
+* The attempt ends at its deadline however the server behaves. A socket
+  timeout bounds each read, not the whole answer, so a server that drips a
+  byte a second (in the status line, the headers, the body or the chunks)
+  never trips it. A watchdog timer shuts the connection's socket down at the
+  deadline; the blocked read then sees end-of-file and the attempt fails as
+  timed out, whatever was read so far.
+
+:class:`Pending` gives the same deadline to work whose sockets bosky cannot
+reach (botocore's credential chain asking IMDS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import http.client
+import socket
+import ssl
+import threading
+import urllib.request
+from typing import Any, Callable, Dict, Generic, List, Mapping, Optional, TypeVar
+
+T = TypeVar("T")
+
+
+class DeadlinePassed(TimeoutError):
+    """The attempt's wall-clock deadline passed before a whole answer arrived."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"timed out: no whole answer within the attempt's {seconds:g} s deadline")
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+    """A whole answer, whatever its status (3xx and errors included)."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+def request(
+    url: str,
+    timeout: float,
+    method: str = "POST",
+    body: Optional[bytes] = None,
+    headers: Optional[Mapping[str, str]] = None,
+    context: Optional[ssl.SSLContext] = None,
+    proxies: bool = True,
+    limit: int = 4 * 1024 * 1024,
+) -> Response:
+    """Send one request and read its whole answer within ``timeout`` seconds of wall clock.
+
+    Nothing is followed: a 3xx comes back as a :class:`Response` like any
+    other status. ``proxies`` uses the environment's HTTP(S)_PROXY and
+    NO_PROXY as urllib does; IMDS passes False (it is never proxied).
+    Raises :class:`DeadlinePassed` at the deadline, and OSError (URLError,
+    resets, socket timeouts), ValueError or http.client.HTTPException for the
+    rest. At most ``limit`` bytes of the body are read.
+    """
+    watchdog = _Watchdog(timeout)
+    handlers: List[urllib.request.BaseHandler] = [
+        urllib.request.ProxyHandler(None if proxies else {}),
+        _HTTPHandler(watchdog),
+        _HTTPSHandler(watchdog, context),
+        urllib.request.UnknownHandler(),
+    ]
+    opener = urllib.request.OpenerDirector()
+    for handler in handlers:
+        opener.add_handler(handler)
+    req = urllib.request.Request(url, data=body, headers=dict(headers or {}), method=method)
+    try:
+        # No HTTPErrorProcessor either: every status is the caller's to judge.
+        with watchdog, opener.open(req, timeout=timeout) as answer:
+            payload: bytes = answer.read(limit)
+            status, reason = int(answer.status), str(answer.reason)
+            names = {k.lower(): v for k, v in answer.headers.items()}
+    except Exception:
+        if watchdog.fired:
+            raise DeadlinePassed(timeout) from None
+        raise
+    if watchdog.fired:  # a read cut short by the watchdog looks like a short answer
+        raise DeadlinePassed(timeout)
+    return Response(status, reason, names, payload)
+
+
+class Pending(Generic[T]):
+    """Work started once in a daemon thread, waited for with a deadline, as often as needed.
+
+    For calls whose sockets bosky cannot reach. At the deadline the waiter
+    gets :class:`DeadlinePassed` and the thread is left to finish or hang on
+    its own: a daemon never holds the process open, and waiting again on the
+    same object never starts the work twice.
+    """
+
+    def __init__(self, work: Callable[[], T]) -> None:
+        self._done = threading.Event()
+        self._result: Optional[T] = None
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, args=(work,), daemon=True,
+                                        name="bosky-bounded")
+        self._thread.start()
+
+    def _run(self, work: Callable[[], T]) -> None:
+        try:
+            self._result = work()
+        except BaseException as exc:  # handed to the waiter, who re-raises it
+            self._error = exc
+        finally:
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float) -> T:
+        if not self._done.wait(max(0.0, timeout)):
+            raise DeadlinePassed(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
+
+
+class _Watchdog:
+    """Shuts every socket of one attempt down when its deadline passes."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = max(0.0, seconds)
+        self.fired = False
+        self._lock = threading.Lock()
+        self._socks: List[socket.socket] = []
+        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            sock.close()
+
+    def watch(self, sock: socket.socket) -> None:
+        # A duplicate of the descriptor: shutting it down ends reads on the
+        # original (TLS-wrapped or not), and it can never name a reused fd.
+        dup = sock.dup()
+        with self._lock:
+            if not self.fired:
+                self._socks.append(dup)
+                return
+        _shutdown(dup)
+        dup.close()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            socks = list(self._socks)
+        for sock in socks:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched_connection(watchdog: _Watchdog, *args: Any, **kwargs: Any) -> socket.socket:
+    sock = socket.create_connection(*args, **kwargs)
+    watchdog.watch(sock)
+    return sock
+
+
+class _WatchedHTTP(http.client.HTTPConnection):
+    def __init__(self, *args: Any, watchdog: _Watchdog, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Covers a proxy's CONNECT and the TLS handshake too: both come after.
+        self._create_connection = functools.partial(_watched_connection, watchdog)
+
+
+class _WatchedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, watchdog: _Watchdog, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = functools.partial(_watched_connection, watchdog)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, watchdog: _Watchdog) -> None:
+        super().__init__()
+        self._watchdog = watchdog
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_WatchedHTTP, watchdog=self._watchdog), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watchdog: _Watchdog, context: Optional[ssl.SSLContext]) -> None:
+        super().__init__(context=context)
+        self._watchdog = watchdog
+        self._tls = context
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        kwargs: Dict[str, Any] = {"context": self._tls} if self._tls is not None else {}
+        return self.do_open(functools.partial(_WatchedHTTPS, watchdog=self._watchdog), req,
+                            **kwargs)

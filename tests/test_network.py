@@ -1,0 +1,159 @@
+"""Network calls that end, and stay with their endpoint, as a security review tries them.
+
+A hostile or broken server on the path (a load balancer that redirects, a
+captive portal, a slowloris) meets the real ``bosky`` command through the
+fault proxy: a redirect is a failed attempt and nothing reaches the other
+host, credentials least of all; an answer dripped a byte at a time ends at
+the attempt's deadline, the command inside ``--timeout`` plus the slack
+README states, and the event waits in the spool for ``bosky flush``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Dict, Iterator, Mapping
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cc_bosky.delivery.outbox import flush_for
+from cc_bosky.delivery.sender import Target, call, put_events
+from cc_bosky.delivery.spool import Spool
+from cc_bosky.event import make_event
+from tests.support.bounds import COMMAND_SLACK, SLACK
+from tests.support.emulator import DEFAULT_REGION
+from tests.support.faultproxy import DRIP_PARTS, Elsewhere
+from tests.test_delivery import assert_one_line, via
+from tests.test_spool import arrived
+
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLEsessionTOKENthatMustStayHome"
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Elsewhere]:
+    """Another host on loopback that a redirect points to, recording what reaches it."""
+    with Elsewhere() as other:
+        yield other
+
+
+@pytest.fixture
+def role_env(env: Dict[str, str]) -> Dict[str, str]:
+    """Temporary (instance-role-like) credentials: a session token is what a follower leaks."""
+    return {**env, "AWS_SESSION_TOKEN": SESSION_TOKEN}
+
+
+def spooled(env: Mapping[str, str]) -> Any:
+    return Spool(env["BOSKY_SPOOL_DIR"]).records()[0]
+
+
+# -- redirects ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 307])
+def test_a_redirect_is_not_delivery_and_nothing_reaches_the_other_host(
+        bosky, role_env, consumer, fault_proxy, elsewhere, status) -> None:
+    """301 is the one urllib turned into a GET with the same headers; 307 keeps the POST."""
+    fault_proxy.redirect(elsewhere.url, status=status)
+    done = bosky(["--fail", "redirected", "--project", consumer.project, "--timeout", "3"],
+                 env=via(fault_proxy, role_env))
+    assert done.returncode == 1
+    assert_one_line(done.stderr)
+    assert f"HTTP {status}" in done.stderr and "redirect" in done.stderr
+    assert "spooled" in done.stderr
+    assert elsewhere.received == []  # no Authorization, no session token, no event
+    (record,) = spooled(role_env)
+    assert record.event.detail["Message"] == "redirected"
+    assert len(fault_proxy.requests) >= 2  # retried as usual within the budget
+
+    fault_proxy.restore()
+    flushed = bosky(["flush"], env=via(fault_proxy, role_env))
+    assert flushed.returncode == 0, flushed.stderr
+    (event,) = arrived(consumer, 1)
+    assert event["detail"]["Message"] == "redirected"
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(status=st.sampled_from(REDIRECTS),
+       path=st.text(st.characters(min_codepoint=33, max_codepoint=126,
+                                  blacklist_characters="?#%\\"), max_size=30),
+       query=st.booleans())
+def test_any_redirect_of_any_call_fails_the_attempt(fault_proxy, elsewhere, role_env, status,
+                                                    path, query) -> None:
+    """PutEvents and the Query calls alike, whatever the code and wherever Location points."""
+    fault_proxy.reset()
+    location = f"{elsewhere.url}/{path}" + ("?X-Amz-Security-Token=x" if query else "")
+    fault_proxy.redirect(location, status=status)
+    env = {**role_env, "AWS_ENDPOINT_URL_EVENTS": fault_proxy.url}
+    target = Target(DEFAULT_REGION, fault_proxy.url, budget=0.3)
+    (outcome,) = put_events([{"Source": "s", "DetailType": "d", "Detail": "{}"}], target, env)
+    assert not outcome.delivered and outcome.retryable
+    assert outcome.error_code == "Redirect" and f"HTTP {status}" in outcome.reason()
+    hook = call("CompleteLifecycleAction", {"AutoScalingGroupName": "g"},
+                Target(DEFAULT_REGION, fault_proxy.url, 0.3, "autoscaling"), env)
+    assert not hook.delivered and hook.error_code == "Redirect"
+    assert elsewhere.received == []
+
+
+# -- slow servers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("part", DRIP_PARTS)
+def test_a_dripping_endpoint_ends_at_the_timeout_and_the_event_waits(
+        bosky, env, consumer, fault_proxy, part) -> None:
+    """One byte every two seconds held `bosky --pass --timeout 3` for more than 90 s."""
+    fault_proxy.drip(part, interval=2.0)
+    began = time.monotonic()
+    done = bosky(["--pass", "--project", consumer.project, "--timeout", "3"],
+                 env=via(fault_proxy, env), timeout=120)
+    assert time.monotonic() - began < 3 + COMMAND_SLACK + SLACK  # README: --timeout + slack
+    assert done.returncode == 1
+    assert_one_line(done.stderr)
+    assert "timed out" in done.stderr and "spooled" in done.stderr
+    (record,) = spooled(env)
+    assert record.event.detail["Status"] == "pass"
+    assert consumer.drain(settle=0.5) == []  # the drip forwarded nothing
+
+
+def test_the_reporters_flush_window_ends_against_a_drip_and_frees_the_spool(
+        bosky, env, consumer, fault_proxy) -> None:
+    """The reporter's last act: flush_for its window. It must end and let `bosky flush` in."""
+    spool = Spool(env["BOSKY_SPOOL_DIR"])
+    event = make_event(source=consumer.project, detail_type="User Data", status="fail",
+                       message="kept through a drip", identity={}, origin="boot")
+    spool.put(event, DEFAULT_REGION, fault_proxy.url, "not sent yet")
+    fault_proxy.drip("body", interval=2.0)
+    window = 4.0
+    done = threading.Event()
+
+    def reporter() -> None:
+        flush_for(spool, {**env, "AWS_ENDPOINT_URL_EVENTS": fault_proxy.url}, window, 3.0,
+                  fault_proxy.url)
+        done.set()
+
+    threading.Thread(target=reporter, daemon=True).start()
+    assert done.wait(window + COMMAND_SLACK + SLACK), "the flush window did not end"
+    assert len(spooled(env)) == 1
+
+    fault_proxy.restore()
+    flushed = bosky(["flush"], env=via(fault_proxy, env))
+    assert flushed.returncode == 0, flushed.stderr  # not "another bosky is flushing"
+    (got,) = arrived(consumer, 1)
+    assert got["detail"]["EventId"] == event.event_id
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answer=st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda status, rest: f"HTTP/1.1 {status} X\r\n".encode() + rest,
+              st.integers(100, 999), st.binary(max_size=120)),
+))
+def test_garbage_answers_are_failed_attempts_never_escapes(fault_proxy, env, answer) -> None:
+    fault_proxy.reset()
+    fault_proxy.garbage(answer, times=None)
+    target = Target(DEFAULT_REGION, fault_proxy.url, budget=0.3)
+    (outcome,) = put_events([{"Source": "s", "DetailType": "d", "Detail": "{}"}], target, env)
+    assert not outcome.delivered
+    assert outcome.error_code and "\n" not in outcome.reason()
