@@ -231,6 +231,17 @@ def test_a_cc_bosky_planted_where_cloud_init_was_started_is_not_imported(
     assert not marker.exists(), marker.read_text()
 
 
+def test_the_reporters_unit_starts_it_in_the_root_directory() -> None:
+    # systemd starts a system unit in / unless WorkingDirectory= says otherwise;
+    # systemd-run and the stage's spawn both run handoff.reporter_argv, which
+    # changes to / itself before importing anything of bosky's
+    from cc_bosky.host.units import render_service
+
+    unit = render_service("/usr/bin/python3")
+    assert all(line in ("WorkingDirectory=/", "WorkingDirectory=-/")
+               for line in unit.splitlines() if line.startswith("WorkingDirectory="))
+
+
 # -- bosky schema on hostile YAML --------------------------------------------------------
 
 

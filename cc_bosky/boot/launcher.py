@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from .. import files, layers
 from ..errors import ConfigError
+from ..text import printable
 from . import handoff, state
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ CLOUD_DATA_DIR = "/var/lib/cloud"
 #: How bosky's own WARNING about its configuration begins; the reporter knows
 #: it in cloud-init's recoverable errors (23.4+) and does not count it.
 CONFIG_WARNING = "bosky: ignoring invalid configuration: "
+#: The most of it cloud-init's log gets.
+LOG_LINE_MAX = 4000
 
 
 def boot_layers(stanza: Any, environ: Mapping[str, str],
@@ -97,7 +100,8 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
         LOG.debug("bosky: reporter already running for this boot")
         return None
     if problems:  # once per boot: only the stage that starts the reporter says it
-        LOG.warning("%s%s", CONFIG_WARNING, "; ".join(problems))
+        # The values in it are the user's: one line in cloud-init's log, clipped.
+        LOG.warning("%s%s", CONFIG_WARNING, printable("; ".join(problems))[:LOG_LINE_MAX])
     own_unit = handoff.needs_own_unit()
     try:
         job = {
