@@ -111,13 +111,8 @@ def identity_from_record(data: Any) -> Identity:
 
 def from_imds(environ: Mapping[str, str]) -> Identity:
     """The identity document from IMDSv2; empty when IMDS does not answer."""
-    base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_DEFAULT).rstrip("/")
     try:
-        token = _imds_call(base, "/latest/api/token", method="PUT",
-                           headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
-        raw = _imds_call(base, "/latest/dynamic/instance-identity/document",
-                         headers={"X-aws-ec2-metadata-token": token})
-        doc = json.loads(raw)
+        doc = json.loads(_imds_read(environ, "/latest/dynamic/instance-identity/document"))
     except (OSError, ValueError, http.client.HTTPException):
         return Identity()
     if not isinstance(doc, dict):
@@ -136,14 +131,18 @@ def imds_get(environ: Mapping[str, str], path: str) -> Optional[str]:
     """One IMDSv2 ``meta-data`` path's text, or None (absent, off EC2, disabled)."""
     if _imds_disabled(environ):
         return None
-    base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_DEFAULT).rstrip("/")
     try:
-        token = _imds_call(base, "/latest/api/token", method="PUT",
-                           headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
-        return _imds_call(base, f"/latest/meta-data/{path}",
-                          headers={"X-aws-ec2-metadata-token": token}).strip() or None
+        return _imds_read(environ, f"/latest/meta-data/{path}").strip() or None
     except (OSError, ValueError, http.client.HTTPException):
         return None
+
+
+def _imds_read(environ: Mapping[str, str], path: str) -> str:
+    """``path`` from IMDSv2: a session token first, then the request that carries it."""
+    base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_DEFAULT).rstrip("/")
+    token = _imds_call(base, "/latest/api/token", method="PUT",
+                       headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    return _imds_call(base, path, headers={"X-aws-ec2-metadata-token": token})
 
 
 def _imds_call(base: str, path: str, method: str = "GET",

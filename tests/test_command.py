@@ -391,7 +391,7 @@ def test_connection_flags_of_flush_and_status_are_checked_like_the_commands(
     ({"Status": "fail", "EventId": "e1", "Time": "t", "Sent": True}, [], "fail sent as e1"),
 ])
 def test_status_says_what_became_of_this_boots_verdict(verdict, spooled, says) -> None:
-    from cc_bosky.tools.cli import render_status
+    from cc_bosky.tools.spooled import render_status
 
     report = {"verdict": verdict, "reporter": "not running",
               "spool": {"directory": "/s", "bytes": 0, "dropped": 0, "corrupt": [],

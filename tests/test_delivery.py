@@ -382,8 +382,16 @@ def test_instance_role_credentials_that_arrive_late(env, consumer, imds) -> None
     assert event["detail"]["Message"] == "role came late"
 
 
-def test_a_credentials_file_written_after_bosky_started(env, consumer) -> None:
-    no_keys = _without_keys(env)
+def _role_not_attached_yet(env: Mapping[str, str], imds: Any) -> Dict[str, str]:
+    """No keys anywhere, on an instance whose role is not attached yet: a
+    source (the metadata service) that may still answer, so bosky waits."""
+    imds.fail_paths["/latest/meta-data/iam"] = 404
+    return {**_without_keys(env), "AWS_EC2_METADATA_DISABLED": "false",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
+
+
+def test_a_credentials_file_written_after_bosky_started(env, consumer, imds) -> None:
+    no_keys = _role_not_attached_yet(env, imds)
     proc = start_bosky(["--pass", "keys came late", "--project", consumer.project,
                         "--timeout", "30"], no_keys)
     wait_for(lambda: sending(env), 20, "bosky to spool its event and start sending")
@@ -399,10 +407,10 @@ def test_a_credentials_file_written_after_bosky_started(env, consumer) -> None:
     assert len(arrived(consumer, 1)) == 1
 
 
-def test_no_credentials_for_the_whole_bound_leaves_the_event_spooled(bosky, env,
-                                                                     consumer) -> None:
+def test_no_credentials_for_the_whole_bound_leaves_the_event_spooled(bosky, env, consumer,
+                                                                     imds) -> None:
     done = bosky(["--fail", "no keys", "--project", consumer.project, "--timeout", "2"],
-                 env=_without_keys(env))
+                 env=_role_not_attached_yet(env, imds))
     assert done.returncode == 1
     assert_one_line(done.stderr)
     assert "NoCredentials" in done.stderr and "spooled" in done.stderr

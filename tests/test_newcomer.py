@@ -8,17 +8,19 @@ reads what comes back: usage, suggestions, help, exit codes.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
 from cc_bosky.tools.cli import PURPOSES, SUBCOMMANDS
 from tests.support import newcomer
 from tests.support.bounds import SLACK
+from tests.support.emulator import DEFAULT_REGION
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -112,3 +114,128 @@ def test_ctrl_c_while_sending_exits_130_with_one_line(home_env, fault_proxy,
         proc.kill()
     assert proc.returncode == 130
     assert err == "bosky: interrupted\n"
+
+
+# -- profiles and regions, as the AWS CLI reads them --------------------------------------
+
+
+def write_aws_config(home: Path, config: str, credentials: str = "") -> None:
+    aws = home / ".aws"
+    aws.mkdir(parents=True, exist_ok=True)
+    (aws / "config").write_text(config)
+    if credentials:
+        (aws / "credentials").write_text(credentials)
+    for path in (aws, *aws.iterdir()):
+        os.chmod(path, 0o777 if path.is_dir() else 0o644)
+
+
+def policy_region(done: Any) -> str:
+    """The region in the event bus ARN of a printed policy."""
+    assert done.returncode == 0, done.stderr
+    arns = [r for s in json.loads(done.stdout)["Statement"] for r in
+            ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
+    return str(arns[0].split(":")[3])
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({}, "eu-central-1"),  # the default profile's region in ~/.aws/config
+    ({"flags": ["--profile", "work"]}, "ap-south-1"),
+    ({"env": {"AWS_PROFILE": "work"}}, "ap-south-1"),
+    ({"env": {"AWS_PROFILE": "work", "AWS_DEFAULT_REGION": "sa-east-1"}}, "sa-east-1"),
+    ({"flags": ["--profile", "work"], "env": {"AWS_REGION": "ca-central-1"}}, "ca-central-1"),
+    ({"bosky_file": "region: eu-north-1\n"}, "eu-north-1"),  # bosky's own config wins
+    ({"flags": ["--region", "us-west-2", "--profile", "work"]}, "us-west-2"),
+])
+def test_the_region_comes_from_the_profile_in_the_aws_cli_order(
+        home_env, tmp_path, given: Dict[str, Any], expected: str) -> None:
+    write_aws_config(Path(home_env["HOME"]), "[default]\nregion = eu-central-1\n"
+                     "[profile work]\nregion = ap-south-1\n")
+    flags = list(given.get("flags", []))
+    if "bosky_file" in given:
+        (tmp_path / "bosky.yaml").write_text(given["bosky_file"])
+        flags += ["--config", str(tmp_path / "bosky.yaml")]
+    done = newcomer.run(["--permissions", "--project", "web", *flags],
+                        {**home_env, **given.get("env", {})})
+    assert policy_region(done) == expected
+
+
+def test_a_profile_that_is_not_there_is_named(home_env) -> None:
+    write_aws_config(Path(home_env["HOME"]), "[default]\nregion = eu-central-1\n")
+    for how in ({"flags": ["--profile", "prod"]}, {"env": {"AWS_PROFILE": "prod"}}):
+        done = newcomer.run(["--pass", "x", *how.get("flags", [])],
+                            {**home_env, **how.get("env", {})})
+        assert done.returncode == 2
+        assert done.stderr.startswith("bosky: the config profile (prod) could not be found in ")
+
+
+def test_no_region_anywhere_says_where_a_region_may_go(home_env) -> None:
+    done = newcomer.run(["--pass", "x"], home_env)
+    assert done.returncode == 2
+    assert "put 'region:' in /etc/bosky/config.yaml" in done.stderr
+    assert f"set 'region' for profile 'default' in {home_env['HOME']}/.aws/config" in done.stderr
+
+
+def test_the_profile_gives_region_and_credentials_to_the_send(home_env, eventbridge,
+                                                              consumer) -> None:
+    """The newcomer's ~/.aws as 'aws configure' writes it, and nothing else."""
+    write_aws_config(Path(home_env["HOME"]), f"[profile work]\nregion = {DEFAULT_REGION}\n",
+                     "[work]\naws_access_key_id = AKIDWORK\naws_secret_access_key = s\n")
+    env = {**home_env, "AWS_ENDPOINT_URL_EVENTS": eventbridge.url,
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    done = newcomer.run(["--pass", "from my laptop", "--project", consumer.project,
+                         "--profile", "work"], env, offline=False)
+    assert done.returncode == 0, done.stderr
+    (event,) = consumer.receive(expected=1, timeout=10)
+    assert event["detail"]["Message"] == "from my laptop"
+
+
+# -- no credentials off EC2 ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("user", [None, newcomer.NOBODY], ids=["root", "user"])
+def test_no_credentials_off_ec2_is_said_at_once_naming_each_place(home_env, user) -> None:
+    """No keys, no profile, and no metadata service (no network): no source
+    can ever answer, so bosky says so instead of trying for --timeout."""
+    done = newcomer.run(["--fail", "x", "--region", "eu-west-1", "--timeout", "600"], home_env,
+                        user=user, timeout=SLACK)
+    assert done.returncode == 1 and done.stdout == ""
+    home = home_env["HOME"]
+    assert done.stderr.startswith("bosky: no AWS credentials: looked in the environment "
+                                  f"(AWS_ACCESS_KEY_ID), profile 'default' in {home}/.aws/"
+                                  "credentials (no such file), profile 'default' in "
+                                  f"{home}/.aws/config (no such file), the container "
+                                  "credentials endpoint"), done.stderr
+    assert "the instance metadata service (http://169.254.169.254: network is unreachable)" \
+        in done.stderr
+    assert done.stderr.endswith("not sent (and not spooled)\n")
+    assert not Path(home_env["BOSKY_SPOOL_DIR"]).exists()
+
+
+def test_a_region_only_profile_is_not_a_credential_source(home_env) -> None:
+    write_aws_config(Path(home_env["HOME"]), "[default]\nregion = eu-central-1\n")
+    done = newcomer.run(["--fail", "x"], {**home_env, "AWS_EC2_METADATA_DISABLED": "true"},
+                        timeout=SLACK)
+    assert done.returncode == 1
+    assert "/.aws/config (no credentials in it)" in done.stderr
+    assert "(disabled by AWS_EC2_METADATA_DISABLED)" in done.stderr
+
+
+def test_flush_without_credentials_says_so_and_keeps_the_events(home_env) -> None:
+    keys = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}
+    # With keys but no network: the event is spooled for later.
+    sent = newcomer.run(["--fail", "x", "--region", "eu-west-1", "--timeout", "1"],
+                        {**home_env, **keys})
+    assert sent.returncode == 1 and "spooled" in sent.stderr
+    done = newcomer.run(["flush"], home_env, timeout=SLACK)
+    assert done.returncode == 1
+    assert done.stderr.startswith("bosky: no AWS credentials: looked in ")
+    assert done.stderr.endswith("; the spooled events stay spooled\n")
+    assert len(list(Path(home_env["BOSKY_SPOOL_DIR"]).glob("*.event"))) == 1
+
+
+def test_permissions_without_a_project_warns(home_env) -> None:
+    done = newcomer.run(["--permissions", "--region", "eu-west-1"], home_env)
+    assert done.returncode == 0
+    assert "events:source" in done.stdout and '"unknown"' in done.stdout
+    assert done.stderr == ("bosky: warning: no project (--project, BOSKY_PROJECT or "
+                           "'project:'): this policy allows only Source 'unknown'\n")

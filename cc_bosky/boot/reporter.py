@@ -304,16 +304,13 @@ class Reporter:
                         "or 'bosky flush' retries them", report.remaining, report.last_error)
 
     def _send_unspooled(self, event: Event, region: str) -> None:
+        """No spool copy to fall back on: the sender keeps trying, by its one retry
+        policy, for the whole flush window rather than one send timeout."""
         from ..delivery.outbox import send
         from ..delivery.sender import Target
 
-        end = self.clock() + max(self.settings.flush_window, self.settings.send_timeout)
-        while self.clock() < end:
-            (result,) = send([event], Target(region, self.settings.endpoint_url,
-                                             self.settings.send_timeout), None, self.environ)
-            if result.outcome.delivered or not result.outcome.retryable:
-                return
-            self.sleep(5.0)
+        budget = max(self.settings.flush_window, self.settings.send_timeout)
+        send([event], Target(region, self.settings.endpoint_url, budget), None, self.environ)
 
 
 def _stage_done(status: Optional[Dict[str, Any]], name: str) -> bool:

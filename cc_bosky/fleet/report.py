@@ -35,12 +35,14 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import math
 import re
 from array import array
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..schemas import load
+from ..validation import has_type
 
 OUTCOMES = ("pass", "fail", "degraded", "timeout")
 FAILED = ("fail", "timeout")
@@ -58,14 +60,6 @@ _SLACK = 256
 # tables, and its log records echoed to the console.
 _CLOUD_INIT_LINE = re.compile(r"Cloud-init v\. |ci-info: |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "
                               r"\S+\[[A-Z]+\]: ")
-_JSON_TYPES: Dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    and v == v and v not in (float("inf"), float("-inf")),
-    "array": lambda v: isinstance(v, list),
-    "boolean": lambda v: isinstance(v, bool),
-    "object": lambda v: isinstance(v, dict),
-}
 # Packed per-boot state: status (2 bits), group (22), failed-module set (22),
 # then BootSeconds in milliseconds plus one (0: none).
 _GROUP_SHIFT, _COMBO_SHIFT, _SECONDS_SHIFT = 2, 24, 46
@@ -108,13 +102,18 @@ def read_detail(message: str) -> Optional[Tuple[str, Dict[str, Any]]]:
     kept = {}
     for name in FIELDS:
         value = detail.get(name)
-        if value is not None and _JSON_TYPES[_TYPES[name]](value):
+        if value is not None and _typed(value, _TYPES[name]):
             kept[name] = value
     if (kept.get("Origin") != "boot" or kept.get("Status") not in OUTCOMES
             or "EventId" not in kept):
         return None
     kept["FailedModules"] = [m for m in kept.get("FailedModules", []) if isinstance(m, str)]
     return source, kept
+
+
+def _typed(value: Any, kind: str) -> bool:
+    """Of the schema's type, and (a number) finite: JSON has no NaN or infinity."""
+    return has_type(value, kind) and (kind != "number" or math.isfinite(value))
 
 
 def listed(source: str, detail: Dict[str, Any]) -> Dict[str, Any]:

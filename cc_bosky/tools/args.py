@@ -46,9 +46,10 @@ def add_config(p: argparse.ArgumentParser) -> None:
 
 
 def add_connection(p: argparse.ArgumentParser, region_help: str, endpoint_help: str) -> None:
-    """--region and --endpoint-url: the same names and meaning on every command."""
+    """--region, --endpoint-url and --profile: the same names and meaning on every command."""
     p.add_argument("--region", help=region_help)
     p.add_argument("--endpoint-url", metavar="URL", help=endpoint_help)
+    p.add_argument("--profile", metavar="NAME", help=PROFILE_HELP)
 
 
 __all__ = ["CONFIG_HELP", "PROFILE_HELP", "Parser", "add_config", "add_connection", "subcommand"]

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .. import config, redact
 from ..errors import (
@@ -22,19 +22,19 @@ from ..errors import (
     EXIT_OK,
     EXIT_USAGE,
     BoskyError,
+    DeliveryError,
     UsageError,
 )
-from ..text import printable
+from ..text import safe_json
 from ..version import __version__
-from .args import Parser, add_config, add_connection, subcommand
+from .args import Parser, add_config, add_connection
+from .output import Progress, err
 
 MAX_STDIN_MESSAGE = 1024 * 1024
 MAX_STATUS = 256  # the detail schema's bound
 # An instance id is one Resources entry (at most 2048 characters); real ones
 # are i- and 17 hex digits, hand-made ones (`web-1`) must at least be sane.
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,256}")
-# Characters a terminal acts on that JSON leaves raw with ensure_ascii=False.
-_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 #: Each subcommand and what it does: the bare call's usage, --help, and the
@@ -134,15 +134,15 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         _suggest(args)
         return send_command(args, env)
     except BoskyError as exc:
-        _err(str(exc))
+        err(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        _err("interrupted")
+        err("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug must still end in one line, not a traceback
         if debug:
             raise
-        _err(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
+        err(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
         return EXIT_NOT_DELIVERED
 
 
@@ -160,10 +160,6 @@ def _suggest(args: Sequence[str]) -> None:
                          f"(to send it as a message: bosky --info {args[0]})")
 
 
-def _err(message: str) -> None:
-    print(f"bosky: {printable(message)}", file=sys.stderr)
-
-
 def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     args = event_parser().parse_args(argv)
     flags = {k: getattr(args, k) for k in
@@ -172,11 +168,20 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     if args.generate_config:
         print(config_template(), end="")
         return EXIT_OK
+    from .. import awsconfig
     from .. import identity as identity_mod
 
+    chosen = awsconfig.profile(args.profile, environ)
+    awsconfig.check(chosen)
+    # AWS's own region settings in the AWS CLI's order, after bosky's own
+    # (--region, BOSKY_REGION, AWS_REGION, AWS_DEFAULT_REGION, 'region:').
+    settings = settings.replace(region=settings.region or awsconfig.region(chosen))
     instance_id = args.instance_id or environ.get("BOSKY_INSTANCE_ID") or None
     if args.permissions:
         ident = identity_mod.resolve(instance_id, environ)
+        if settings.project == config.Settings.project:
+            err(f"warning: no project (--project, BOSKY_PROJECT or 'project:'): this policy "
+                 f"allows only Source '{settings.project}'")
         return _print_permissions(settings, ident.region, ident.account_id)
     if args.status is None:
         raise UsageError("say what happened: one of --pass, --fail, --info or --status STATUS")
@@ -193,8 +198,9 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
 
     region = send_region(settings.event_bus, settings.region, ident.region)
     if not region:
-        raise UsageError("no AWS region: pass --region, set AWS_REGION, or put 'region:' in "
-                         f"{args.config or config.DEFAULT_CONFIG_FILE}")
+        raise UsageError("no AWS region: pass --region, set AWS_REGION, put 'region:' in "
+                         f"{args.config or config.DEFAULT_CONFIG_FILE}, or set 'region' for "
+                         f"profile '{chosen.name}' in {chosen.config_file}")
     from ..arns import instance_arn
     from ..event import make_event
 
@@ -216,9 +222,15 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
                               dry_run=args.dry_run)
     if args.dry_run:
         return _print_dry_run(event.entry(), [a.body() for a in actions])
-    code = _deliver(event, settings, region, args.no_spool, environ)
-    if actions:
-        code = max(code, _act(actions, settings, ident.region or region, args.no_spool, environ))
+    environ = awsconfig.sending_environ(chosen, environ)
+    missing = awsconfig.no_credentials(chosen, environ)
+    if missing:  # no source can ever answer: say so now, not after the whole send timeout
+        raise DeliveryError(f"{missing}; event {event.event_id} not sent (and not spooled)")
+    with Progress(region, settings.send_timeout):
+        code = _deliver(event, settings, region, args.no_spool, environ)
+        if actions:
+            code = max(code, _act(actions, settings, ident.region or region, args.no_spool,
+                                  environ))
     return code
 
 
@@ -248,7 +260,7 @@ def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
         why += "; set aside as rejected (never retried), 'bosky status' lists it"
     elif result.spool_error:
         why += f"; and not spooled: {result.spool_error}"
-    _err(why)
+    err(why)
     return EXIT_NOT_DELIVERED
 
 
@@ -270,7 +282,7 @@ def _act(actions: Sequence[Any], settings: config.Settings, region: str, no_spoo
             why += "; spooled, 'bosky flush' retries it"
         elif result.rejected:
             why += "; set aside as rejected (never retried), 'bosky status' lists it"
-        _err(why)
+        err(why)
         code = EXIT_NOT_DELIVERED
     return code
 
@@ -285,13 +297,6 @@ def _print_dry_run(entry: Dict[str, Any], actions: Sequence[Any] = ()) -> int:
         out["Actions"] = list(actions)
     print(safe_json(out))
     return EXIT_OK
-
-
-def safe_json(data: Any) -> str:
-    """Indented JSON with non-ASCII text kept readable but every character a
-    terminal would act on escaped (still valid JSON, the same values)."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _print_permissions(settings: config.Settings, region: Optional[str],
@@ -328,137 +333,6 @@ def config_template() -> str:
 # -- subcommands ---------------------------------------------------------
 
 
-#: Which wins for a spooled event, said by flush --help and status --help.
-_FLUSH_REGION = "region to send spooled events to, instead of the one stored with each " \
-    "(a bus named by ARN keeps its ARN's region)"
-_FLUSH_ENDPOINT = "endpoint to send spooled events through, instead of the one stored with " \
-    "each (also env AWS_ENDPOINT_URL_EVENTBRIDGE, AWS_ENDPOINT_URL_EVENTS, or the config file)"
-
-
-def _spool_settings(p: Parser, argv: List[str],
-                    environ: Mapping[str, str]) -> Tuple[argparse.Namespace, config.Settings]:
-    """Parse a spool subcommand's arguments; settings with the connection flags checked."""
-    add_connection(p, _FLUSH_REGION, _FLUSH_ENDPOINT)
-    args = p.parse_args(argv)
-    flags = {"region": args.region, "endpoint_url": args.endpoint_url}
-    return args, config.resolve(flags, environ, args.config)
-
-
-def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
-    p = subcommand("flush", "Send every spooled event (and action) now.")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="give up after this long (default: send_timeout)")
-    args, settings = _spool_settings(p, argv, environ)
-    from ..delivery.outbox import flush
-    from ..delivery.spool import Spool, SpoolError
-
-    spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
-    try:
-        report = flush(spool, environ, args.timeout or settings.send_timeout,
-                       settings.endpoint_url, region=args.region,
-                       action_endpoints=settings.endpoints())
-    except SpoolError as exc:  # not "busy": another user's spool, or root's seen by a user
-        raise BoskyError(str(exc)) from None
-    if report.busy:
-        _err("another bosky is flushing the spool; try again shortly")
-        return EXIT_NOT_DELIVERED
-    busy = f" ({report.in_flight} being sent by another bosky)" if report.in_flight else ""
-    print(f"delivered {report.delivered}, still spooled {report.remaining}{busy}, "
-          f"rejected {report.rejected}, corrupt {report.corrupt}")
-    if report.remaining or report.rejected or report.corrupt:
-        if report.last_error:
-            _err(f"last error: {report.last_error}")
-        return EXIT_NOT_DELIVERED
-    return EXIT_OK
-
-
-def status_command(argv: List[str], environ: Mapping[str, str]) -> int:
-    p = subcommand("status", "Show this boot's verdict, the reporter, and what waits "
-                   "in the spool.")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    args, settings = _spool_settings(p, argv, environ)
-    from ..boot.state import describe
-    from ..delivery.spool import SpoolError
-
-    try:
-        report = describe(settings, args.region)
-    except SpoolError as exc:  # not "0 event(s)" for a spool this user cannot read
-        raise BoskyError(str(exc)) from None
-    if args.json:
-        print(safe_json(report))
-    else:
-        print(render_status(report))
-    return EXIT_OK
-
-
-def render_status(report: Mapping[str, Any]) -> str:
-    lines: List[str] = []
-    verdict = report.get("verdict")
-    spool = report["spool"]
-    waiting = {item["EventId"] for item in spool["events"]}
-    if not verdict:
-        lines.append("this boot: no verdict yet")
-    elif verdict.get("Sent") is False:
-        lines.append(f"this boot: {verdict.get('Status')} (not sent: 'send' leaves it out)")
-    elif verdict.get("EventId") in waiting:
-        lines.append(f"this boot: {verdict.get('Status')} not delivered yet, waiting in the "
-                     f"spool as {verdict.get('EventId')}")
-    else:
-        lines.append(f"this boot: {verdict.get('Status')} sent as {verdict.get('EventId')} "
-                     f"at {verdict.get('Time')}")
-    lines.append(f"reporter: {report.get('reporter')}")
-    lines.append(f"spool {spool['directory']}: {len(spool['events'])} event(s), "
-                 f"{spool['bytes']} bytes, {spool['dropped']} dropped, "
-                 f"{len(spool['corrupt'])} corrupt, {len(spool['rejected'])} rejected")
-    for item in spool["events"]:
-        lines.append(printable(
-            f"  {item['EventId']} {_kind(item)}{item['Status']} age {item['AgeSeconds']:.0f}s, "
-            f"{item['Attempts']} attempt(s), last error: {item['LastError'] or '-'}; "
-            f"flush sends it to {_target(item['SendsTo'])}"))
-    lines += _aside_summary(spool["corrupt"], "corrupt (set aside, not sent)")
-    lines += _aside_summary(spool["rejected"], "rejected by AWS (not retried)")
-    return "\n".join(lines)
-
-
-#: How many of ``corrupt/`` and ``rejected/`` status names: there may be thousands.
-_ASIDE_EXAMPLES = 3
-
-
-def _aside_summary(paths: Sequence[str], what: str) -> List[str]:
-    """One line for a ``corrupt/`` or ``rejected/`` folder (oldest first) and its newest few."""
-    if not paths:
-        return []
-    folder = os.path.dirname(paths[0])
-    ages = [_spooled_age(p) for p in (paths[0], paths[-1])]
-    span = f", spooled {ages[0]} to {ages[1]} ago" if None not in ages else ""
-    lines = [printable(f"  {len(paths)} {what} in {folder}{span}; the newest:")]
-    lines += [printable(f"    {os.path.basename(p)}") for p in paths[-_ASIDE_EXAMPLES:]]
-    return lines
-
-
-def _spooled_age(path: str) -> Optional[str]:
-    """How long ago a set-aside record was spooled: its name starts with that time (ns)."""
-    import time
-
-    stamp = os.path.basename(path).split("-", 1)[0]
-    if not stamp.isdigit():
-        return None
-    seconds = max(0.0, time.time() - int(stamp) / 1e9)
-    return f"{seconds / 86400:.1f} d" if seconds >= 86400 else f"{seconds:.0f} s"
-
-
-def _kind(item: Mapping[str, Any]) -> str:
-    """'' for an event (as before); the kind of an action, e.g. 'lifecycle '."""
-    kind = str(item.get("Kind") or "event")
-    return "" if kind == "event" else f"{kind} "
-
-
-def _target(sends_to: Mapping[str, Any]) -> str:
-    endpoint = sends_to["EndpointUrl"]
-    return f"{sends_to['Region']} via {endpoint}" if endpoint else \
-        f"{sends_to['Region']} (regional endpoint)"
-
-
 def _lazy(module: str, function: str) -> Callable[[List[str], Mapping[str, str]], int]:
     def run(argv: List[str], environ: Mapping[str, str]) -> int:
         import importlib
@@ -471,8 +345,8 @@ def _lazy(module: str, function: str) -> Callable[[List[str], Mapping[str, str]]
 
 
 SUBCOMMANDS: Dict[str, Callable[[List[str], Mapping[str, str]], int]] = {
-    "flush": flush_command,
-    "status": status_command,
+    "flush": _lazy("tools.spooled", "flush_command"),
+    "status": _lazy("tools.spooled", "status_command"),
     "schema": _lazy("tools.schema", "schema_command"),
     "install": _lazy("tools.install", "install_command"),
     "uninstall": _lazy("tools.install", "uninstall_command"),
@@ -480,4 +354,4 @@ SUBCOMMANDS: Dict[str, Callable[[List[str], Mapping[str, str]], int]] = {
     "fleet": _lazy("tools.fleet", "fleet_command"),
 }
 
-__all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "EXIT_USAGE", "main", "safe_json"]
