@@ -194,6 +194,11 @@ class Spool:
         except OSError:
             return []
 
+    def waiting(self) -> bool:
+        """Whether any record file is here, read or not: a look that, unlike
+        :meth:`records`, sets nothing aside (a flush counts what it sets aside)."""
+        return bool(self._names())
+
     def records(self) -> Tuple[List[Record], List[str]]:
         """Valid records oldest first, one per EventId, and the files set aside as corrupt."""
         good: List[Record] = []

@@ -44,7 +44,7 @@ def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
     budget = args.timeout or settings.send_timeout
     try:
         spool.check()  # another user's spool is refused before anything in it is read
-        if spool.records()[0]:
+        if spool.waiting():
             missing = awsconfig.no_credentials(chosen, environ)
             if missing:
                 raise DeliveryError(f"{missing}; the spooled events stay spooled")
