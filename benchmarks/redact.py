@@ -92,6 +92,16 @@ def quality(show_misses: bool) -> None:
                 print(f"  changed: {a[:120]!r} -> {b[:120]!r}")
     print(f"precision (ordinary lines intact): {intact}/{lines_total} = "
           f"{100 * intact / lines_total:.1f}%")
+    before = previous_redactor()
+    if before is not None:  # the same corpus through the redactor this one replaced
+        samples = secrets.corpus()
+        old_gone = sum(not any(x in before(s.text) for x in s.secrets) for s in samples)
+        old_intact = 0
+        for name in ("ordinary.txt", "cloud-init-output.log"):
+            lines = secrets.ordinary_lines(str(DATA / name))
+            old_intact += sum(a == b for a, b in zip(lines, before("\n".join(lines)).split("\n")))
+        print(f"previous redactor ({PREVIOUS[0]}), same corpus: recall {old_gone}/{len(samples)} = "
+              f"{100 * old_gone / len(samples):.1f}%, precision {old_intact}/{lines_total}")
 
 
 def realistic_tail() -> str:

@@ -270,6 +270,11 @@ class _Session:
         way is waited for again by the next attempt, never started twice.
         """
         if self._loading is None or self._loading.done:
+            # Imported here, not in the thread: loading botocore takes no
+            # network, and a slow machine's import time must not eat the deadline.
+            import botocore.credentials
+            import botocore.utils  # noqa: F401
+
             self._loading = Pending(self._load_frozen)
         try:
             return self._loading.wait(timeout)
