@@ -159,6 +159,18 @@ def test_the_reporters_flush_window_ends_against_a_drip_and_frees_the_spool(
     assert got["detail"]["EventId"] == event.event_id
 
 
+def test_an_endpoint_named_by_host_name_is_resolved_within_the_deadline(fault_proxy,
+                                                                         env) -> None:
+    """A name is resolved aside (getaddrinfo has no timeout); every address is tried in turn."""
+    named = fault_proxy.url.replace("127.0.0.1", "localhost")
+    entry = {"Source": "bosky.test", "DetailType": "User Data", "Detail": "{}"}
+    (sent,) = put_events([entry], Target(DEFAULT_REGION, named, budget=10.0), env)
+    assert sent.delivered, sent.reason()
+    fault_proxy.drip("chunks", interval=2.0)
+    (dripped,) = put_events([entry], Target(DEFAULT_REGION, named, budget=2.0), env)
+    assert not dripped.delivered and "deadline" in dripped.reason()
+
+
 @settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(answer=st.one_of(
     st.binary(max_size=200),

@@ -36,11 +36,11 @@ import hashlib
 import heapq
 import json
 import math
-import re
 from array import array
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from ..alert import own_lines
 from ..schemas import load
 from ..validation import has_type
 
@@ -56,10 +56,6 @@ MAX_TEXT = 500  # characters of a message or log line kept per listed failure
 # candidates takes its place. The list is exact unless more than this many
 # listed timeouts are later outranked within one report.
 _SLACK = 256
-# cloud-init's own lines in cloud-init-output.log: stage banners, ci-info
-# tables, and its log records echoed to the console.
-_CLOUD_INIT_LINE = re.compile(r"Cloud-init v\. |ci-info: |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "
-                              r"\S+\[[A-Z]+\]: ")
 # Packed per-boot state: status (2 bits), group (22), failed-module set (22),
 # then BootSeconds in milliseconds plus one (0: none).
 _GROUP_SHIFT, _COMBO_SHIFT, _SECONDS_SHIFT = 2, 24, 46
@@ -283,11 +279,9 @@ def percentile(values: List[float], pct: float) -> Optional[float]:
 
 
 def last_line(tail: Any) -> Optional[str]:
-    """The log tail's last line that is not cloud-init's own (its "finished at"
-    banner, its echoed WARNINGs): what the user's script said last."""
-    lines = [line for line in (tail or []) if isinstance(line, str) and line.strip()]
-    own = [line for line in lines if not _CLOUD_INIT_LINE.match(line)]
-    return (own or lines)[-1] if lines else None
+    """What the user's script said last (cloud-init's own lines skipped)."""
+    lines = own_lines(tail)
+    return lines[-1] if lines else None
 
 
 def iso(when: float) -> str:
