@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from .alert import alert
 from .version import __version__
 
 SCHEMA_VERSION = "1.0"
@@ -156,6 +157,7 @@ def make_event(
     detail["SchemaVersion"] = SCHEMA_VERSION
     if extra:
         detail.update(_clean(dict(extra)))
+    detail["Alert"] = alert(clean_text(source), detail)
     event = Event(clean_text(source), clean_text(detail_type), detail,
                   tuple(clean_text(r) for r in resources),
                   clean_text(event_bus) if event_bus else event_bus)
@@ -182,6 +184,8 @@ def fit(event: Event, limit: int = MAX_EVENT_BYTES) -> Event:
     message's tail. SlowestModules (at most 10 short entries, under 2 KB) goes
     after the log tail and the errors because the fleet report and the
     consumer's dashboard count on it, and before the message, the headline.
+    ``Alert`` (bounded, about 1.5 KB at most) goes only when a limit far below
+    EventBridge's leaves no room even for an empty message.
     """
     overhead = event.size() - len(dumps(event.detail).encode("utf-8"))
     budget = limit - overhead
@@ -190,7 +194,8 @@ def fit(event: Event, limit: int = MAX_EVENT_BYTES) -> Event:
         return event
     detail["Truncated"] = True
     for shrink in (_shrink_log_tail, _shrink_errors, _drop_recoverable,
-                   _shrink_config_warnings, _shrink_slowest_modules, _shrink_message):
+                   _shrink_config_warnings, _shrink_slowest_modules, _shrink_message,
+                   _drop_alert):
         excess = _size(detail) - budget
         if excess <= 0:
             break
@@ -249,6 +254,11 @@ def _shrink_slowest_modules(detail: Dict[str, Any], excess: int) -> None:
         excess -= _encoded(modules.pop()) + (1 if modules else 0)
     if "SlowestModules" in detail:
         detail["SlowestModules"] = modules
+
+
+def _drop_alert(detail: Dict[str, Any], excess: int) -> None:
+    """Only for limits far below EventBridge's (the alert is at most ~1.5 KB)."""
+    detail.pop("Alert", None)
 
 
 def _shrink_message(detail: Dict[str, Any], excess: int) -> None:

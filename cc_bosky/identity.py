@@ -19,7 +19,7 @@ INSTANCE_DATA = "/run/cloud-init/instance-data.json"
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 IMDS_DEFAULT = "http://169.254.169.254"
 # Off EC2 the link-local address usually does not answer at all, so each of
-# the two IMDS requests gives up after this long.
+# the two IMDS requests gives up after this long (wall clock, whole answer).
 IMDS_TIMEOUT = 1.0
 
 
@@ -57,8 +57,10 @@ def resolve(
     instance_id: Optional[str],
     environ: Mapping[str, str],
     instance_data: str = INSTANCE_DATA,
+    imds: bool = True,
 ) -> Identity:
-    """The identity for an event, looking only as far as needed."""
+    """The identity for an event, looking only as far as needed (``imds=False``:
+    only what this machine knows without the network)."""
     local = {"hostname": _hostname(), "boot_id": read_boot_id()}
     found = from_instance_data(instance_data)
     if instance_id:
@@ -67,9 +69,14 @@ def resolve(
         if found.instance_id != instance_id:
             return Identity(instance_id=instance_id, **local)
         return dataclasses.replace(found, **_fill(found, local))
-    if not found.instance_id and not _imds_disabled(environ):
+    if imds and imds_would_help(found, environ):
         found = from_imds(environ)
     return dataclasses.replace(found, **_fill(found, local))
+
+
+def imds_would_help(found: Identity, environ: Mapping[str, str]) -> bool:
+    """True when :func:`resolve` would ask IMDS for what ``found`` lacks."""
+    return not found.instance_id and not _imds_disabled(environ)
 
 
 def _fill(found: Identity, local: Mapping[str, Optional[str]]) -> Dict[str, Optional[str]]:
@@ -111,13 +118,8 @@ def identity_from_record(data: Any) -> Identity:
 
 def from_imds(environ: Mapping[str, str]) -> Identity:
     """The identity document from IMDSv2; empty when IMDS does not answer."""
-    base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_DEFAULT).rstrip("/")
     try:
-        token = _imds_call(base, "/latest/api/token", method="PUT",
-                           headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
-        raw = _imds_call(base, "/latest/dynamic/instance-identity/document",
-                         headers={"X-aws-ec2-metadata-token": token})
-        doc = json.loads(raw)
+        doc = json.loads(_imds_read(environ, "/latest/dynamic/instance-identity/document"))
     except (OSError, ValueError, http.client.HTTPException):
         return Identity()
     if not isinstance(doc, dict):
@@ -136,34 +138,35 @@ def imds_get(environ: Mapping[str, str], path: str) -> Optional[str]:
     """One IMDSv2 ``meta-data`` path's text, or None (absent, off EC2, disabled)."""
     if _imds_disabled(environ):
         return None
-    base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_DEFAULT).rstrip("/")
     try:
-        token = _imds_call(base, "/latest/api/token", method="PUT",
-                           headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
-        return _imds_call(base, f"/latest/meta-data/{path}",
-                          headers={"X-aws-ec2-metadata-token": token}).strip() or None
+        return _imds_read(environ, f"/latest/meta-data/{path}").strip() or None
     except (OSError, ValueError, http.client.HTTPException):
         return None
+
+
+def _imds_read(environ: Mapping[str, str], path: str) -> str:
+    """``path`` from IMDSv2: a session token first, then the request that carries it."""
+    base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_DEFAULT).rstrip("/")
+    token = _imds_call(base, "/latest/api/token", method="PUT",
+                       headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    return _imds_call(base, path, headers={"X-aws-ec2-metadata-token": token})
 
 
 def _imds_call(base: str, path: str, method: str = "GET",
                headers: Optional[Dict[str, str]] = None) -> str:
     """One IMDS request, straight to the service: never through an HTTP proxy,
-    whatever HTTP_PROXY says, and never longer than IMDS_TIMEOUT per step."""
+    whatever HTTP_PROXY says, never a redirect followed (a 3xx is no answer),
+    and never longer than IMDS_TIMEOUT of wall clock, however slowly it answers."""
+    from .transport import request
+
     url = urlsplit(base)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ValueError(f"not an IMDS endpoint: {base}")
-    cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-    conn = cls(url.hostname, url.port, timeout=IMDS_TIMEOUT)
-    try:
-        conn.request(method, path, headers=headers or {})
-        response = conn.getresponse()
-        body = response.read(64 * 1024)
-        if response.status != 200:
-            raise OSError(f"IMDS answered {response.status} for {path}")
-        return body.decode("utf-8")
-    finally:
-        conn.close()
+    answer = request(base + path, IMDS_TIMEOUT, method=method, headers=headers or {},
+                     proxies=False, limit=64 * 1024)
+    if answer.status != 200:
+        raise OSError(f"IMDS answered {answer.status} for {path}")
+    return answer.body.decode("utf-8")
 
 
 def _imds_disabled(environ: Mapping[str, str]) -> bool:

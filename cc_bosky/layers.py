@@ -60,17 +60,102 @@ def read_file(path: str, required: bool) -> Dict[str, Any]:
     return parse_yaml(raw, path)
 
 
-def parse_yaml(raw: bytes, origin: str) -> Dict[str, Any]:
+#: What a YAML document may hold once its aliases are expanded, and how deep
+#: it may nest: cloud-configs hold hundreds of values a few levels deep. An
+#: alias bomb ("billion laughs") loads as a few shared objects, and only
+#: what walks it (the schema check, printing) would blow up; it stops here.
+YAML_MAX_NODES = 100_000
+YAML_MAX_DEPTH = 100
+
+
+def load_yaml(raw: bytes, origin: str) -> Any:
+    """The one YAML document in ``raw`` (safe types only), or ConfigError in
+    one line: not YAML, more than :data:`YAML_MAX_NODES` values with its
+    aliases expanded, nested deeper than :data:`YAML_MAX_DEPTH`, or an alias
+    to itself."""
     import yaml  # only when there is a file to read
 
+    class Loader(yaml.SafeLoader):
+        depth = nodes = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.depth += 1  # the composer recurses: stop before Python's own limit
+            self.nodes += 1  # and a long document stops before it is all composed
+            if self.depth > YAML_MAX_DEPTH:
+                raise ConfigError(f"{origin}: refused: nested more than {YAML_MAX_DEPTH} "
+                                  "levels deep")
+            if self.nodes > YAML_MAX_NODES:
+                raise ConfigError(f"{origin}: refused: more than {YAML_MAX_NODES} values")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    loader = None
     try:
-        data = yaml.safe_load(raw)
+        loader = Loader(raw)  # reads the first bytes: a NUL is a ReaderError here
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_size(node, origin)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"{origin}: not valid YAML{where}") from None
-    except (ValueError, RecursionError):
-        raise ConfigError(f"{origin}: not valid YAML") from None
+    except (ValueError, RecursionError):  # PyYAML composes recursively
+        raise ConfigError(f"{origin}: not valid YAML (nested too deep?)") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _check_yaml_size(root: Any, origin: str) -> None:
+    """Count ``root``'s nodes as if every alias were a copy, without making
+    one: each node's expanded size and height are worked out once (a walk
+    linear in the document, not in its expansion)."""
+    size: Dict[int, int] = {}
+    height: Dict[int, int] = {}
+    path = {id(root)}
+    stack = [(root, 1, iter(_yaml_children(root)), [1, 0])]  # node, depth, children, [size, h]
+    while stack:
+        node, depth, children, acc = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            path.discard(id(node))
+            size[id(node)], height[id(node)] = acc[0], acc[1] + 1
+            if stack:
+                stack[-1][3][0] += acc[0]
+                stack[-1][3][1] = max(stack[-1][3][1], acc[1] + 1)
+        elif id(child) in size:
+            acc[0] += size[id(child)]
+            acc[1] = max(acc[1], height[id(child)])
+        elif id(child) in path:
+            raise ConfigError(f"{origin}: refused: a YAML alias refers to a value that "
+                              "contains it")
+        else:
+            path.add(id(child))
+            stack.append((child, depth + 1, iter(_yaml_children(child)), [1, 0]))
+            continue
+        if stack and stack[-1][3][0] > YAML_MAX_NODES:
+            raise ConfigError(f"{origin}: refused: more than {YAML_MAX_NODES} values once its "
+                              "YAML aliases are expanded (an alias bomb?)")
+        if stack and stack[-1][1] + stack[-1][3][1] > YAML_MAX_DEPTH:
+            raise ConfigError(f"{origin}: refused: nested more than {YAML_MAX_DEPTH} levels deep")
+
+
+def _yaml_children(node: Any) -> List[Any]:
+    value = node.value
+    if not isinstance(value, list):
+        return []  # a scalar
+    if value and isinstance(value[0], tuple):  # a mapping: (key, value) pairs
+        return [n for pair in value for n in pair]
+    return value
+
+
+def parse_yaml(raw: bytes, origin: str) -> Dict[str, Any]:
+    data = load_yaml(raw, origin)
     if data is None:
         return {}
     if not isinstance(data, dict):

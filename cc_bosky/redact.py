@@ -9,7 +9,7 @@ around it to tell what was there (``password=[REDACTED]``,
 fingerprints and public keys, certificates, versions, prose that mentions
 passwords) passes unchanged. ``benchmarks/redact.py`` measures both sides.
 
-The rules are data in ``redact_rules``; they are compiled on the first call,
+The rules are data in ``redact_rules``; each is compiled when a text first needs it,
 so importing this module (the cloud-init stage never calls it) costs nothing.
 """
 
@@ -18,8 +18,9 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import sys
 from collections import Counter
-from typing import Any, Callable, List, Match, Optional, Pattern, Tuple
+from typing import Any, Callable, Iterator, List, Match, Optional, Pattern, Tuple
 
 from . import redact_rules as rules
 
@@ -28,7 +29,7 @@ _NOT_MASKED = r"(?!\[REDACTED)"
 
 # A rule: its pattern, its replacement, and the words (lower case) one of
 # which is on every line it can match; it runs only on those lines.
-_Sub = Tuple[Pattern[str], Callable[[Match[str]], str], Tuple[str, ...]]
+_Sub = Tuple["_Lazy", Callable[[Match[str]], str], Tuple[str, ...]]
 
 
 def redact(text: str) -> str:
@@ -40,15 +41,16 @@ def redact(text: str) -> str:
     if not text:
         return text
     compiled = _compiled()
-    text = compiled.private_pem.sub(_pem_mask, text)
-    text = _mask_headless_keys(compiled, text)
+    if "-----" in text:
+        text = compiled.private_pem.sub(_pem_mask, text)
+        text = _mask_headless_keys(compiled, text)
     text = compiled.token_run.sub(compiled.mask_tokens, text)
     for pattern, replace, needles in compiled.subs:
         text = _on_lines_with(text, needles, pattern, replace)
     return _mask_high_entropy(compiled, text)
 
 
-def _on_lines_with(text: str, needles: Tuple[str, ...], pattern: Pattern[str],
+def _on_lines_with(text: str, needles: Tuple[str, ...], pattern: _Lazy,
                    replace: Callable[[Match[str]], str]) -> str:
     """``pattern`` substituted in each line of ``text`` holding one of ``needles``.
 
@@ -97,19 +99,59 @@ def redact_all(value: Any) -> Any:
 # -- compiling the rules ---------------------------------------------------------------
 
 
+class _Lazy:
+    """A rule's pattern, compiled when a text first needs it.
+
+    Compiling every rule took 40 ms (more on a busy machine); a command's
+    one-line message or a clean boot's tail needs few of them: the token
+    table only for a long run with an upper-case letter or a digit, each
+    keyword rule only for a line that holds its word.
+    """
+
+    def __init__(self, source: str, flags: int = 0) -> None:
+        self.source = source
+        self.flags = flags
+        self._pattern: Optional[Pattern[str]] = None
+
+    @property
+    def pattern(self) -> Pattern[str]:
+        if self._pattern is None:
+            self._pattern = re.compile(self.source, self.flags)
+        return self._pattern
+
+    def sub(self, repl: Callable[[Match[str]], str], text: str) -> str:
+        return self.pattern.sub(repl, text)
+
+    def search(self, text: str) -> Optional[Match[str]]:
+        return self.pattern.search(text)
+
+    def match(self, text: str) -> Optional[Match[str]]:
+        return self.pattern.match(text)
+
+    def fullmatch(self, text: str, pos: int = 0, endpos: int = sys.maxsize
+                  ) -> Optional[Match[str]]:
+        return self.pattern.fullmatch(text, pos, endpos)
+
+    def finditer(self, text: str) -> Iterator[Match[str]]:
+        return self.pattern.finditer(text)
+
+    def findall(self, text: str) -> List[Any]:
+        return self.pattern.findall(text)
+
+
 class _Compiled:
     def __init__(self) -> None:
         label = r"[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?"
         # Also a block whose END was cut off by the tail (one whose BEGIN was
         # cut off is found by walking back from its END: _mask_headless_keys).
-        self.private_pem = re.compile(
+        self.private_pem = _Lazy(
             rf"-----BEGIN (?P<label>{label})-----.*?(?:-----END (?P=label)-----|\Z)", re.DOTALL)
-        self.headless_end = re.compile(rf"(?m)^-----END ({label})-----")
-        self.public_pem = re.compile(
+        self.headless_end = _Lazy(rf"(?m)^-----END ({label})-----")
+        self.public_pem = _Lazy(
             rf"-----BEGIN (?P<label>{rules.PUBLIC_PEM})-----.*?(?:-----END (?P=label)-----|\Z)",
             re.DOTALL)
-        self.public_end = re.compile(rf"(?m)^-----END (?:{rules.PUBLIC_PEM})-----")
-        self.tokens = re.compile(
+        self.public_end = _Lazy(rf"(?m)^-----END (?:{rules.PUBLIC_PEM})-----")
+        self.tokens = _Lazy(
             "(?<![A-Za-z0-9_])(?:"
             + "|".join(f"(?P<t{i}>{t.prefix}{t.body})" for i, t in enumerate(rules.TOKENS))
             + ")(?![A-Za-z0-9_])")
@@ -117,26 +159,27 @@ class _Compiled:
         # Tokens are looked for only inside runs of the characters they are
         # made of, at least as long as the shortest: one alternation of ~50
         # formats tried at every position of a tail took 1.3 s per 256 KiB.
-        self.token_run = re.compile(
+        self.token_run = _Lazy(
             r"(?<![A-Za-z0-9_.~+/=:@-])[A-Za-z0-9_.~+/=:@-]{20,}")
-        self.entropy_run = re.compile(
+        self.entropy_run = _Lazy(
             rf"(?<![A-Za-z0-9+/_~-])[A-Za-z0-9+/_~-]{{{rules.ENTROPY_MIN_LENGTH},}}"
             r"={0,2}(?![A-Za-z0-9+/_=~-])")
-        self.public_before = re.compile(rf"(?:{rules.PUBLIC_PREFIXES})\Z")
-        self.in_url = re.compile(r"[a-z][a-z0-9+.-]*://\S*\Z", re.IGNORECASE)
+        self.public_before = _Lazy(rf"(?:{rules.PUBLIC_PREFIXES})\Z")
+        self.in_url = _Lazy(r"[a-z][a-z0-9+.-]*://\S*\Z", re.IGNORECASE)
         # A key that names or points at a secret (secret_name, token_arn), not one that holds it.
-        self.reference_key = re.compile(
+        self.reference_key = _Lazy(
             rf"(?i)[_.-](?:{rules.REFERENCE_SUFFIXES})\\?[\"']?[ \t]*(?:=>|:=|=|:)[ \t]*\Z")
-        self.public_start = re.compile(rules.PUBLIC_STARTS)
-        self.placeholder = re.compile(rf"[\"']?{rules.PLACEHOLDER}[\"']?[,;]?", re.IGNORECASE)
-        self.upper_or_digit = re.compile("[A-Z0-9]")
+        self.public_start = _Lazy(rules.PUBLIC_STARTS)
+        self.not_secret_key = _Lazy(rf"(?i)(?:{rules.NOT_SECRET_KEYS})")
+        self.placeholder = _Lazy(rf"[\"']?{rules.PLACEHOLDER}[\"']?[,;]?", re.IGNORECASE)
+        self.upper_or_digit = _Lazy("[A-Z0-9]")
         # A line of a key's body: base64, or an encrypted key's Proc-Type/DEK-Info header.
-        self.key_body_line = re.compile(
+        self.key_body_line = _Lazy(
             r"[A-Za-z0-9+/=]*[ \t]*\r?|(?:Proc-Type|DEK-Info|Comment|Version):.*")
-        self.lower_run = re.compile(r"[A-Z]?[a-z]{4,}")
-        self.login_p = re.compile(r"([ \t]-p[ \t]+)" + _NOT_MASKED
+        self.lower_run = _Lazy(r"[A-Z]?[a-z]{4,}")
+        self.login_p = _Lazy(r"([ \t]-p[ \t]+)" + _NOT_MASKED
                                   + r"(\"[^\"\n]*\"|'[^'\n]*'|\S+)")
-        self.glued_p = re.compile(r"([ \t]-p)" + _NOT_MASKED
+        self.glued_p = _Lazy(r"([ \t]-p)" + _NOT_MASKED
                                   + r"('[^'\n]*'|\"[^\"\n]*\"|[^\s-]\S*)")
         self.subs = _substitutions(self)
 
@@ -175,39 +218,44 @@ def _substitutions(c: _Compiled) -> List[_Sub]:
                        "sas")
     return [
         # Credentials in URLs: scheme://user:password@host, also redis://:password@host.
-        (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/@]*:)" + _NOT_MASKED
+        (_Lazy(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/@]*:)" + _NOT_MASKED
                     + r"[^\s@/]+@"),
          lambda m: f"{m.group(1)}{MASK}@", ("://",)),
         # Query parameters that carry a credential: Azure SAS sig=, presigned URLs.
-        (re.compile(rf"(?i)([?&;](?:{params})=){_NOT_MASKED}[^&\s#\"'<>]+"),
+        (_Lazy(rf"(?i)([?&;](?:{params})=){_NOT_MASKED}[^&\s#\"'<>]+"),
          lambda m: f"{m.group(1)}{MASK}", ("=",)),
         # HTTP headers whose value is a credential: all of it, scheme kept.
-        (re.compile(rf"(?i)(?<![\w-])((?:{headers})[ \t]*[:=][ \t]*(?:{scheme}[ \t]+)?)"
-                    + _NOT_MASKED + r"[^\s\"'][^\n\"']*"),
+        (_Lazy(rf"(?i)(?<![\w-])((?:{headers})[ \t]*[:=][ \t]*"
+                    rf"(?!(?:{scheme}[ \t]+)?\[REDACTED)(?:{scheme}[ \t]+)?)"
+                    r"[^\s\"'][^\n\"']*"),
          lambda m: f"{m.group(1)}{MASK}", ("auth", "key", "token", "cookie", "api")),
-        (re.compile(rf"(?i)(?<![\w-])(bearer[ \t]+){_NOT_MASKED}[A-Za-z0-9._~+/=-]{{8,}}"),
+        (_Lazy(rf"(?i)(?<![\w-])(bearer[ \t]+){_NOT_MASKED}[A-Za-z0-9._~+/=-]{{8,}}"),
          lambda m: f"{m.group(1)}{MASK}", ("bearer",)),
-        # curl -u user:password
-        (re.compile(r"(?<![\w-])((?:-u|--user)[ =]?[\"']?[^\s:\"']+:)" + _NOT_MASKED
-                    + r"('[^'\n]*'|\"[^\"\n]*\"|[^\s\"']+)"),
-         lambda m: f"{m.group(1)}{_quoted_mask(m.group(2))}", ("-u", "--user")),
+        # curl -u 'user:pass word': the pair quoted as one argument.
+        (_Lazy(r"(?<![\w-])((?:-u|--user)(?:[ \t]+|=)?([\"'])[^:\"'\n]*:)" + _NOT_MASKED
+                    + r"([^\"'\n]+)(?=\2)"),
+         lambda m: f"{m.group(1)}{MASK}", ("-u", "--user")),
+        # curl -u user:password, and -u TOKEN: (an API key as the user name).
+        (_Lazy(r"(?<![\w-])((?:-u|--user)(?:[ \t]+|=)?[\"']?[^\s:\"']*:)" + _NOT_MASKED
+                    + r"('[^'\n]*'|\"[^\"\n]*\"|[^\s\"']*)"),
+         _user_password, ("-u", "--user")),
         # docker login -p PASSWORD (and the other tools whose -p is a password), and
         # mysql -pPASSWORD (glued to -p). The rest of the line is matched
         # greedily and searched inside: a lazy scan for -p from every
         # occurrence of the command's name would be quadratic on one long line.
-        (re.compile(rf"(?i)\b(?:{logins})\b[^\n]*"),
+        (_Lazy(rf"(?i)\b(?:{logins})\b[^\n]*"),
          lambda m: c.login_p.sub(_login_p, m.group())
          if "login" in m.group().lower() or m.group()[:7].lower() == "sshpass"
          else m.group(), ("login", "sshpass")),
-        (re.compile(r"(?i)\b(?:mysql|mariadb|mysqladmin|mysqldump)[\w-]*\b[^\n]*"),
+        (_Lazy(r"(?i)\b(?:mysql|mariadb|mysqladmin|mysqldump)[\w-]*\b[^\n]*"),
          lambda m: c.glued_p.sub(_login_p, m.group()), ("mysql", "mariadb")),
         # --password VALUE, --db-token=VALUE
-        (re.compile(rf"(?i)((?<![\w-])--[\w-]{{0,40}}{word}[\w-]{{0,40}}(?:[ \t]+|=))"
+        (_Lazy(rf"(?i)((?<![\w-])--[\w-]{{0,40}}{word}[\w-]{{0,40}}(?:[ \t]+|=))"
                     + _NOT_MASKED + r"(?!-)(" + quoted + r"|\S+)"),
          lambda m: m.group(0) if _is_placeholder(c, m.group(2))
          else f"{m.group(1)}{_quoted_mask(m.group(2))}", keyword_needles),
         # KEY=value, the env form: the value is one shell word or one quoted string.
-        (re.compile(rf"(?i)({key}=)" + _NOT_MASKED + r"(" + quoted + r"|[^\s\"'`]+)"),
+        (_Lazy(rf"(?i)({key}=)" + _NOT_MASKED + r"(" + quoted + r"|[^\s\"'`]+)"),
          lambda m: m.group(0) if _is_placeholder(c, m.group(2))
          else f"{m.group(1)}{_quoted_mask(m.group(2))}", keyword_needles),
         # key: value, key = value, "key": "value", 'key' => 'value': a quoted
@@ -215,8 +263,9 @@ def _substitutions(c: _Compiled) -> List[_Sub]:
         # the line (YAML and INI values hold spaces, commas and braces).
         # A bare `key:value` without a space is no assignment (ARNs, apt's
         # package:arch), unless the key was quoted (JSON).
-        (re.compile(rf"(?i)(\\?[\"']?{key}\\?[\"']?"
-                    r"(?:[ \t]*(?:=>|:=|=)[ \t]*|[ \t]*:[ \t]+|(?<=[\"'])[ \t]*:[ \t]*))"
+        (_Lazy(rf"(?i)(\\?[\"']?{key}\\?[\"']?"
+                    r"(?:[ \t]*(?:=>|:{1,3}=|\?=|\+=|=)[ \t]*|[ \t]*:[ \t]+"
+                    r"|(?<=[\"'])[ \t]*:[ \t]*))"
                     + _NOT_MASKED + r"(" + quoted + r"|[^\s\"'][^\n]*)"),
          lambda m: _assignment(c, m), keyword_needles),
     ]
@@ -245,9 +294,20 @@ def _is_placeholder(c: _Compiled, value: str) -> bool:
     return c.placeholder.fullmatch(value.strip()) is not None
 
 
+def _user_password(m: Match[str]) -> str:
+    user, password = m.group(1), m.group(2)
+    if password.strip("\"'"):
+        return f"{user}{_quoted_mask(password)}"
+    name = re.search(r"[^\s\"'=:]+:$", user)  # -u TOKEN: the token is the user name
+    if name is None or len(name.group()) < 13:
+        return m.group(0)
+    return f"{user[:name.start()]}{MASK}:{password}"
+
+
 def _assignment(c: _Compiled, m: Match[str]) -> str:
     value = m.group(2)
-    if c.reference_key.search(m.group(1)):
+    if (c.reference_key.search(m.group(1)) or c.not_secret_key.search(m.group(1))
+            or "[REDACTED" in value):  # an earlier rule has masked it, scheme kept
         return m.group(0)
     if value[:1] in "\"'" or value[:2] == '\\"':
         return m.group(0) if _is_placeholder(c, value) else m.group(1) + _quoted_mask(value)
@@ -349,6 +409,8 @@ def _looks_random(c: _Compiled, token: str) -> bool:
     if not (any(ch.isupper() for ch in core) and any(ch.islower() for ch in core)
             and any(ch.isdigit() for ch in core)):
         return False  # hex digests, UUIDs, ids, lower-case names, ALL_CAPS constants
+    if n == 40 and "_" not in core and "-" not in core and "~" not in core:
+        return True  # an AWS secret access key's exact shape
     # CamelCase names and paths are mostly words.
     if sum(len(w) for w in c.lower_run.findall(core)) > n * 0.5:
         return False

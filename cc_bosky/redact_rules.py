@@ -89,7 +89,15 @@ TOKENS: Tuple[TokenFormat, ...] = (
     TokenFormat("rubygems-key", "rubygems_", "[a-f0-9]{48}"),
     TokenFormat("openshift-token", "sha256~", f"[{URLSAFE}]{{43}}"),
     TokenFormat("azure-ad-client-secret", "", "[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}"),
-    TokenFormat("telegram-bot-token", "", f"[0-9]{{8,10}}:AA[{URLSAFE}]{{33}}"),
+    TokenFormat("telegram-bot-token", "", f"[0-9]{{5,16}}:A[{URLSAFE}]{{34}}"),
+    TokenFormat("1password-secret-key", "A3-",
+                "[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}"
+                "-[A-Z0-9]{5}"),
+    TokenFormat("1password-service-token", "ops_eyJ", f"[{B64}]{{100,}}={{0,3}}"),
+    TokenFormat("aws-bedrock-key", "ABSK", f"[{B64}]{{100,300}}={{0,2}}"),
+    TokenFormat("flyio-token", "(?:fo1_|fm1[ar]_|fm2_)", f"[{B64}_=-]{{40,}}"),
+    TokenFormat("intra42-secret", "s-s4t2(?:ud|af)-", "[a-f0-9]{64}"),
+    TokenFormat("sourcegraph-token", "sgp_", "(?:[a-fA-F0-9]{16}_|local_)?[a-fA-F0-9]{40}"),
     TokenFormat("discord-webhook", "(?:https?://)?(?:ptb\\.|canary\\.)?discord(?:app)?\\.com/api/"
                 "webhooks/", f"[0-9]{{17,20}}/[{URLSAFE}]{{60,68}}"),
     TokenFormat("teams-webhook", "https://[a-z0-9-]+\\.webhook\\.office\\.com/webhookb2/",
@@ -107,7 +115,13 @@ SECRET_WORDS: Tuple[str, ...] = (
     "master[_-]?key", "signing[_-]?key", "encryption[_-]?key", "client[_-]?key",
     "credentials?", "auth", "cookie", "session[_-]?key", "sas",
     "(?<=[_.-])pass(?![a-z])", "(?<![a-z])pass(?=[_.-])",
+    # STRIPE_KEY, app.key, signing-key: "key" as the last part of a name.
+    "(?<=[_.-])key(?![a-z0-9])",
 )
+
+# Keys that hold no secret though a word above is in them: public material
+# and database keys.
+NOT_SECRET_KEYS = "public|primary|foreign|partition|sort|range|idempotency|routing|cache|host_?key"
 
 # Values that are clearly not the secret itself.
 PLACEHOLDER = (r"(?:\$\{[^}\n]*\}|\$\([^)\n]*\)|`[^`\n]*`|\$\(?[A-Za-z_][A-Za-z0-9_]*\)?"

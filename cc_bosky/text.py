@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 # C0 and C1 controls but tab and newline, the Unicode line and paragraph
 # separators, the bidi embeddings, overrides and isolates (they reorder what
@@ -29,3 +31,11 @@ def printable(text: str, one_line: bool = True) -> str:
     if one_line:
         out = re.sub(_ONE_LINE, lambda m: "\\n" if m.group() == "\n" else "\\t", out)
     return out
+
+
+def safe_json(data: Any) -> str:
+    """Indented JSON with non-ASCII text kept readable but every character a
+    terminal would act on escaped (still valid JSON, the same values): the
+    characters :func:`printable` escapes, as JSON's ``\\uXXXX``."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return re.sub(_CONTROL, lambda m: f"\\u{ord(m.group()):04x}", text)

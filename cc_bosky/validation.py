@@ -25,6 +25,11 @@ _TYPES = {
 }
 
 
+def has_type(value: Any, kind: str) -> bool:
+    """Whether ``value`` is of JSON Schema type ``kind`` (a bool is no integer)."""
+    return _TYPES[kind](value)
+
+
 def errors(value: Any, schema: Dict[str, Any], path: str = "") -> List[str]:
     """Return one message per problem, each naming the key it is about."""
     where = path or "(top level)"

@@ -81,6 +81,7 @@ def results(asg: ActionsEmulator) -> List[str]:
     return [c["LifecycleActionResult"] for c in asg.completions]
 
 
+@pytest.mark.every_build
 def test_failing_script_abandons_the_instance_and_fails_the_stack(member, consumer, asg) -> None:
     inst = member()
     inst.boot(user_data=with_script(
@@ -97,6 +98,7 @@ def test_failing_script_abandons_the_instance_and_fails_the_stack(member, consum
     assert not asg.ops("DescribeAutoScalingInstances")  # the group came from the tag
 
 
+@pytest.mark.every_build
 def test_clean_boot_continues_and_succeeds_with_the_group_found_by_describe(
         member, consumer, asg) -> None:
     inst = member(tags=False)

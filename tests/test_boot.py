@@ -73,6 +73,7 @@ def assert_quick(boot: Any) -> None:
     assert all(0 <= t < 5 for t in timings.values()), timings
 
 
+@pytest.mark.every_build
 def test_failing_user_data_script_reports_fail_naming_scripts_user(fleet, consumer,
                                                                    detail_validator) -> None:
     inst = fleet()
@@ -107,6 +108,7 @@ def test_plain_script_with_the_stanza_baked_into_the_image(fleet, consumer,
     assert_quick(boot)
 
 
+@pytest.mark.every_build
 def test_clean_boot_with_the_stanza_in_user_data_is_pass_not_degraded(fleet, consumer,
                                                                       detail_validator) -> None:
     """cloud-init 23.4+ warns about the unknown `bosky` key; that alone is no degradation."""
@@ -139,6 +141,7 @@ def test_multipart_cloud_config_and_script_pass(fleet, consumer, detail_validato
     assert "multipart script ran" in detail["LogTail"]
 
 
+@pytest.mark.every_build
 def test_hanging_script_reports_timeout_then_the_final_verdict(fleet, consumer,
                                                                 detail_validator) -> None:
     """A script stuck past the deadline: `timeout` while it hangs, the verdict when it ends.
@@ -208,6 +211,7 @@ def test_a_misspelt_key_in_the_image_stanza_warns_once_and_the_boot_still_passes
         assert [w for w in recorded_warnings(boot) if "deadlin" in w], recorded_warnings(boot)
 
 
+@pytest.mark.every_build
 def test_a_schema_problem_beside_the_stanza_is_the_boots_own(fleet, consumer,
                                                              detail_validator) -> None:
     """Only bosky's complaints are left out: a misspelt key of cloud-init's degrades (23.4+)."""
@@ -246,6 +250,7 @@ def test_the_wheel_installed_as_users_install_it_reports_the_boot(
     assert only_verdict(consumer, detail_validator)["Status"] == "pass"
 
 
+@pytest.mark.every_build
 def test_listed_twice_and_in_both_stages_reports_once(fleet, consumer,
                                                       detail_validator) -> None:
     inst = fleet()

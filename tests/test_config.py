@@ -297,6 +297,8 @@ def test_any_config_file_is_accepted_or_one_line_naming_the_key(workdir: Path,
     assert code == 2, (code, err)
     assert_one_line_error(err)
     assert str(path) in err
+    if f"{path}: refused: " in err:  # past YAML's bounds (layers.load_yaml): not read at all
+        return
     if isinstance(parsed, dict) and not DRAFT4.is_valid(parsed):
         assert any(key in err for key in offending_keys(parsed)), err
 
@@ -304,11 +306,13 @@ def test_any_config_file_is_accepted_or_one_line_naming_the_key(workdir: Path,
 def test_a_yaml_alias_bomb_is_refused_at_once(workdir: Path) -> None:
     # Nine levels of nine aliases: a few hundred bytes, 9**9 items when
     # expanded. Not in the property above: jsonschema's messages repr the
-    # expansion and never finish.
+    # expansion and never finish. Refused as it is read, before any check.
     path = workdir / "laughs.yaml"
     path.write_bytes(_LAUGHS)
     code, _, err = run(["--dry-run", "--pass", "--config", str(path), "m"], bosky_env(workdir))
-    assert code == 2 and "send[0]: expected string, got array" in assert_one_line_error(err)
+    assert code == 2 and assert_one_line_error(err) == (
+        f"bosky: {path}: refused: more than 100000 values once its YAML aliases are expanded "
+        "(an alias bomb?)\n")
     good, bad = config.lenient(yaml.safe_load(_LAUGHS), "bosky")
     assert good == {} and len(bad) == 11
 

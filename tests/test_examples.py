@@ -39,7 +39,7 @@ from tests.conftest import assert_valid_event
 from tests.harness.boot import Instance
 from tests.harness.fixtures import selected_releases
 from tests.harness.imds import MetadataServer
-from tests.harness.releases import Release, ensure_release
+from tests.harness.releases import Release, ensure_release, release_key
 from tests.support.bounds import ARRIVAL
 from tests.support.emulator import (
     DEFAULT_ACCOUNT,
@@ -72,7 +72,7 @@ VALID = "valid (cloud-init's schema with bosky's stanza)"
 
 
 def _newest_selected() -> str:
-    return max(selected_releases(), key=lambda v: tuple(int(p) for p in v.split(".")))
+    return max(selected_releases(), key=release_key)
 
 
 #: Boots only on the newest selected cloud-init (25.1.4 unless BOSKY_RELEASES says otherwise).

@@ -22,6 +22,7 @@ from typing import Any, Dict
 
 import pytest
 
+from cc_bosky import files
 from cc_bosky.boot import handoff, launcher, state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def enable_path_unit(link: Path) -> None:
 
 def assert_lock_released(tmp_path: Path) -> None:
     """The module has let go of the lock, so the unit's reporter can take it."""
-    fd = state.try_lock(str(tmp_path / "run" / state.LOCK))
+    fd = files.lock(str(tmp_path / "run" / state.LOCK))
     assert fd is not None
     os.close(fd)
 
@@ -165,7 +166,7 @@ def test_without_the_path_unit_the_reporter_gets_a_transient_unit(
     # The environment travels in the job (mode 0600), never on a command line.
     assert not any("AWS_" in a or "UNRELATED_SECRET" in a for a in argv)
     assert_environment_in_job(tmp_path)
-    assert argv[-3:] == ["-m", "cc_bosky.boot.reporter", str(tmp_path / "run" / state.JOB)]
+    assert argv[-3:] == handoff.reporter_argv(sys.executable, str(tmp_path / "run" / state.JOB))[1:]
     # systemd starts the unit, not us: no lock fd is handed down.
     assert not any("BOSKY_REPORTER_LOCK_FD" in a for a in argv)
     assert not any(f.endswith(state.LOCK) for f in asked["files"])
@@ -202,7 +203,8 @@ def test_when_systemd_run_fails_the_reporter_is_spawned_directly(
     how = launcher.start_reporter(stanza(tmp_path), str(tmp_path / "cloud"),
                                   str(tmp_path / "lib"))
     assert how == "pid 4242"
-    assert spawned["argv"][1:3] == ["-m", "cc_bosky.boot.reporter"]
+    assert spawned["argv"] == handoff.reporter_argv(sys.executable,
+                                                   str(tmp_path / "run" / state.JOB))
     assert "BOSKY_REPORTER_LOCK_FD" in spawned["env"]
 
 
@@ -210,7 +212,7 @@ def test_a_reporter_started_as_a_unit_waits_for_the_module_to_let_go_of_the_lock
         tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    lock = state.try_lock(str(run_dir / state.LOCK))
+    lock = files.lock(str(run_dir / state.LOCK))
     assert lock is not None
     settings_json = {"run_dir": str(run_dir), "spool_dir": str(tmp_path / "spool")}
     code = ("import sys, time; from cc_bosky import config; from cc_bosky.boot import reporter;"

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, Iterator, Mapping
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cc_bosky import identity
 from cc_bosky.delivery.outbox import flush_for
 from cc_bosky.delivery.sender import Target, call, put_events
 from cc_bosky.delivery.spool import Spool
 from cc_bosky.event import make_event
 from tests.support.bounds import COMMAND_SLACK, SLACK
 from tests.support.emulator import DEFAULT_REGION
-from tests.support.faultproxy import DRIP_PARTS, Elsewhere
-from tests.test_delivery import assert_one_line, via
+from tests.support.faultproxy import DRIP_PARTS, Elsewhere, FaultProxy
+from tests.support.fixtures import run_bosky
+from tests.support.scenes import wait_for
+from tests.test_delivery import assert_one_line, start_bosky, via
 from tests.test_spool import arrived
 
 SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLEsessionTOKENthatMustStayHome"
@@ -47,6 +50,16 @@ def role_env(env: Dict[str, str]) -> Dict[str, str]:
 
 def spooled(env: Mapping[str, str]) -> Any:
     return Spool(env["BOSKY_SPOOL_DIR"]).records()[0]
+
+
+def backoff_clock() -> Tuple[Callable[[], float], Callable[[float], None]]:
+    """(clock, sleep) for in-process sends: the backoff passes without waiting for it."""
+    now = [time.monotonic()]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    return (lambda: now[0]), sleep
 
 
 # -- redirects ------------------------------------------------------------------------------
@@ -87,12 +100,14 @@ def test_any_redirect_of_any_call_fails_the_attempt(fault_proxy, elsewhere, role
     location = f"{elsewhere.url}/{path}" + ("?X-Amz-Security-Token=x" if query else "")
     fault_proxy.redirect(location, status=status)
     env = {**role_env, "AWS_ENDPOINT_URL_EVENTS": fault_proxy.url}
-    target = Target(DEFAULT_REGION, fault_proxy.url, budget=0.3)
-    (outcome,) = put_events([{"Source": "s", "DetailType": "d", "Detail": "{}"}], target, env)
-    assert not outcome.delivered and outcome.retryable
+    target = Target(DEFAULT_REGION, fault_proxy.url, budget=2.0)
+    (outcome,) = put_events([{"Source": "s", "DetailType": "d", "Detail": "{}"}], target, env,
+                            *backoff_clock())
+    assert not outcome.delivered and outcome.retryable and outcome.attempts > 1
     assert outcome.error_code == "Redirect" and f"HTTP {status}" in outcome.reason()
     hook = call("CompleteLifecycleAction", {"AutoScalingGroupName": "g"},
-                Target(DEFAULT_REGION, fault_proxy.url, 0.3, "autoscaling"), env)
+                Target(DEFAULT_REGION, fault_proxy.url, 2.0, "autoscaling"), env,
+                *backoff_clock())
     assert not hook.delivered and hook.error_code == "Redirect"
     assert elsewhere.received == []
 
@@ -144,6 +159,18 @@ def test_the_reporters_flush_window_ends_against_a_drip_and_frees_the_spool(
     assert got["detail"]["EventId"] == event.event_id
 
 
+def test_an_endpoint_named_by_host_name_is_resolved_within_the_deadline(fault_proxy,
+                                                                         env) -> None:
+    """A name is resolved aside (getaddrinfo has no timeout); every address is tried in turn."""
+    named = fault_proxy.url.replace("127.0.0.1", "localhost")
+    entry = {"Source": "bosky.test", "DetailType": "User Data", "Detail": "{}"}
+    (sent,) = put_events([entry], Target(DEFAULT_REGION, named, budget=10.0), env)
+    assert sent.delivered, sent.reason()
+    fault_proxy.drip("chunks", interval=2.0)
+    (dripped,) = put_events([entry], Target(DEFAULT_REGION, named, budget=2.0), env)
+    assert not dripped.delivered and "deadline" in dripped.reason()
+
+
 @settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(answer=st.one_of(
     st.binary(max_size=200),
@@ -153,7 +180,90 @@ def test_the_reporters_flush_window_ends_against_a_drip_and_frees_the_spool(
 def test_garbage_answers_are_failed_attempts_never_escapes(fault_proxy, env, answer) -> None:
     fault_proxy.reset()
     fault_proxy.garbage(answer, times=None)
-    target = Target(DEFAULT_REGION, fault_proxy.url, budget=0.3)
-    (outcome,) = put_events([{"Source": "s", "DetailType": "d", "Detail": "{}"}], target, env)
+    target = Target(DEFAULT_REGION, fault_proxy.url, budget=2.0)
+    (outcome,) = put_events([{"Source": "s", "DetailType": "d", "Detail": "{}"}], target, env,
+                            *backoff_clock())
     assert not outcome.delivered
     assert outcome.error_code and "\n" not in outcome.reason()
+
+
+# -- IMDS -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hostile_imds(imds: Any) -> Iterator[FaultProxy]:
+    """The IMDS emulator behind the fault proxy: the metadata service turned slow or hostile."""
+    with FaultProxy(imds.url) as proxy:
+        yield proxy
+
+
+def on_ec2(env: Mapping[str, str], imds_url: str) -> Dict[str, str]:
+    """An instance whose only credentials and identity are IMDS's (no cloud-init record)."""
+    base = {k: v for k, v in env.items()
+            if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    return {**base, "AWS_EC2_METADATA_DISABLED": "false",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds_url}
+
+
+@pytest.mark.parametrize("fault", [*DRIP_PARTS, "redirect"])
+def test_an_imds_that_drips_or_redirects_is_no_identity_within_its_deadline(
+        hostile_imds, elsewhere, fault) -> None:
+    if fault == "redirect":
+        hostile_imds.redirect(elsewhere.url, status=307)
+    else:  # a byte every half second: each read is inside the 1 s socket timeout
+        hostile_imds.drip(fault, interval=0.5, forward=True)
+    found: List[identity.Identity] = []
+    lookup = threading.Thread(target=lambda: found.append(
+        identity.from_imds({"AWS_EC2_METADATA_SERVICE_ENDPOINT": hostile_imds.url})),
+        daemon=True)
+    lookup.start()
+    lookup.join(2 * identity.IMDS_TIMEOUT + SLACK)  # README: two requests, 1 s each
+    assert found == [identity.Identity()]
+    assert elsewhere.received == []  # the IMDS token went nowhere else
+
+
+def test_a_dripping_imds_does_not_hold_the_command(bosky, env, consumer, hostile_imds) -> None:
+    """Identity and credentials both come from IMDS here, and both drip."""
+    hostile_imds.drip("body", interval=0.5, forward=True)
+    began = time.monotonic()
+    done = bosky(["--fail", "imds drips", "--project", consumer.project, "--timeout", "3"],
+                 env=on_ec2(env, hostile_imds.url), timeout=120)
+    assert time.monotonic() - began < 3 + COMMAND_SLACK + SLACK  # README: --timeout + slack
+    assert done.returncode == 1
+    assert_one_line(done.stderr)
+    assert "spooled" in done.stderr
+    (record,) = spooled(env)
+    assert record.event.detail["Message"] == "imds drips"
+
+
+def test_the_event_is_spooled_before_imds_is_asked(env, consumer, hostile_imds) -> None:
+    """A bosky killed while IMDS hangs (the instance shut down, a watchdog) loses nothing."""
+    hostile_imds.hang()
+    proc = start_bosky(["--fail", "before imds", "--project", consumer.project],
+                       on_ec2(env, hostile_imds.url))
+    try:
+        wait_for(lambda: hostile_imds.requests, 30, "bosky to ask IMDS")
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.communicate()
+    (record,) = spooled(env)
+    assert record.event.detail["Message"] == "before imds"
+
+
+# -- bosky fleet: botocore's client ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", REDIRECTS)
+def test_fleet_does_not_follow_a_redirect_of_cloudwatch_logs(role_env, fault_proxy, elsewhere,
+                                                              status) -> None:
+    """botocore hands urllib3 retries=Retry(False): a 3xx comes back as an error, unfollowed."""
+    fault_proxy.redirect(elsewhere.url, status=status)
+    proc = run_bosky(["fleet", "--log-group", "/aws/events/bosky/web", "--endpoint-url",
+                      fault_proxy.url, "--timeout", "20"], env=role_env, timeout=120)
+    assert proc.returncode == 1
+    assert_one_line(proc.stderr)
+    # urllib3 2.x trips over botocore's bytes headers preparing a 303's GET,
+    # before any redirect is decided: an unhelpful error, but still nothing sent on.
+    assert str(status) in proc.stderr or status == 303, proc.stderr
+    assert fault_proxy.requests and elsewhere.received == []

@@ -31,7 +31,7 @@ from hypothesis import event as note_event
 from hypothesis import strategies as st
 
 from cc_bosky.schemas import load
-from cc_bosky.text import printable
+from cc_bosky.text import printable, safe_json
 from cc_bosky.tools import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -334,6 +334,15 @@ def test_printable_leaves_nothing_a_terminal_acts_on(text: str) -> None:
     assert unsafe_chars(out) == []
     assert "\t" not in out
     out.encode("utf-8")  # lone surrogates are escaped, not left to fail the print
+
+
+@given(st.dictionaries(st.text(_ANY_CHAR), st.text(_ANY_CHAR), max_size=3))
+def test_safe_json_is_the_same_json_with_nothing_a_terminal_acts_on(data: Dict[str, str]) -> None:
+    """``bosky status --json``/``--dry-run``: one escaping rule with printable()'s."""
+    out = safe_json(data)
+    assert json.loads(out) == data
+    assert [c for c in unsafe_chars(out) if c != "\n"] == []  # newlines: the indentation
+    out.encode("utf-8")
 
 
 @given(st.text(st.characters(whitelist_categories=("L", "M", "N", "P", "S", "Zs"))))

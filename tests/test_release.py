@@ -183,13 +183,13 @@ def rpm_builds() -> List[str]:
     """The namespace builds whose Python is the rpm's (3.9): Amazon Linux
     2023's and RHEL 9's bases (22.2.2, 23.4) where the harness has them, else
     whatever release runs on 3.9; narrowed by ``BOSKY_RELEASES``."""
-    from tests.harness.fixtures import selected_releases
-    from tests.harness.releases import RELEASE_SPECS
+    from tests.harness import releases
 
-    on_39 = [rid for rid, spec in RELEASE_SPECS.items() if spec.python == release.RPM_PYTHON]
+    specs = getattr(releases, "ALL_SPECS", releases.RELEASE_SPECS)
+    on_39 = [rid for rid, spec in specs.items() if spec.python == release.RPM_PYTHON]
     wanted = [rid for rid in ("22.2.2", "23.4") if rid in on_39] or on_39
-    chosen = set(selected_releases())
-    return [rid for rid in wanted if rid in chosen]
+    named = {n.strip() for n in os.environ.get("BOSKY_RELEASES", "").split(",") if n.strip()}
+    return [rid for rid in wanted if not named or rid in named]
 
 
 @pytest.mark.cloudinit
@@ -222,3 +222,20 @@ def test_the_rpm_installed_with_rpm_root_reports_a_boot(
     detail = assert_valid_event(event, detail_validator)
     assert (detail["Status"], detail["CloudInitVersion"]) == ("fail", from_rpm.version)
     assert [line for line in detail["LogTail"] if "schema migration failed" in line]
+
+
+def test_debian_rules_puts_the_distribution_python_first(tmp_path: Path) -> None:
+    """dpkg-buildpackage run by hand, pyenv's shim first on PATH: debian/rules
+    hands pybuild a PATH where python3.X is Debian's ("No module named build")."""
+    make = needs.tool("make", "Debian's build-essential, pulled in by debhelper")
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "python3").write_text(SHIM)
+    (shims / "python3").chmod(0o755)
+    done = subprocess.run(
+        [make, "-s", "-f", "debian/rules", "--eval", "which-python: ; @command -v python3",
+         "which-python"], cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+        env={**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}",
+             "VIRTUAL_ENV": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "/usr/bin/python3"

@@ -31,7 +31,7 @@ from cc_bosky.errors import EXIT_OK, EXIT_USAGE
 from cc_bosky.tools import userdata
 from tests.harness.boot import Instance
 from tests.harness.fixtures import selected_releases
-from tests.harness.releases import Release, ensure_release
+from tests.harness.releases import Release, ensure_release, release_key
 
 REPO = Path(__file__).resolve().parents[1]
 VALID = "valid (cloud-init's schema with bosky's stanza)"
@@ -347,7 +347,7 @@ def test_hand_written_mime_without_mime_version_is_caught(release: Release,
 
 
 def _newest() -> str:
-    return max(selected_releases(), key=lambda v: tuple(int(p) for p in v.split(".")))
+    return max(selected_releases(), key=release_key)
 
 
 @pytest.mark.parametrize("cloudinit_release", [_newest()], indirect=True)

@@ -48,6 +48,7 @@ def analyze_dump(release: Any, log: Path) -> List[Dict[str, Any]]:
 
 
 @pytest.mark.cloudinit
+@pytest.mark.every_build
 def test_a_slow_user_data_script_leads_the_slowest_modules(fleet, consumer,  # noqa: F811
                                                             detail_validator) -> None:
     inst = fleet()

@@ -22,7 +22,7 @@ import signal
 from functools import cache
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .. import config, schemas
+from .. import config, files, schemas
 from ..errors import ConfigError
 
 LOG = logging.getLogger("bosky.reporter")
@@ -148,7 +148,7 @@ def schema_warning_in(status: Optional[Dict[str, Any]]) -> bool:
     return False
 
 
-#: How long the reporter waits for the forked check before doing it itself.
+#: How long the reporter waits for the forked check; past it, "not checked".
 CHECK_TIMEOUT = 30.0
 
 
@@ -163,12 +163,16 @@ def instance_config_valid(cloud_data_dir: str) -> bool:
     schema is not loaded at all. With one, the check runs in a forked child:
     cloud-init's schema and jsonschema (~15 MB) then leave with the child
     instead of staying in the reporter through its flush window.
+
+    A child that cannot start, dies or takes longer than :data:`CHECK_TIMEOUT`
+    means "not checked", so False (the warning stays the boot's own): never
+    the same check in the reporter, without the limit, on user data that may
+    be hostile.
     """
-    files = _instance_config_files(cloud_data_dir)
-    if not any("bosky" in data for data in files):
+    found = _instance_config_files(cloud_data_dir)
+    if not any("bosky" in data for data in found):
         return False
-    answer = _in_child(lambda: _valid_without_bosky(files))
-    return _valid_without_bosky(files) if answer is None else answer
+    return bool(_in_child(lambda: _valid_without_bosky(found)))
 
 
 def _instance_config_files(cloud_data_dir: str) -> List[Dict[str, Any]]:
@@ -186,16 +190,17 @@ def _valid_without_bosky(found_files: Sequence[Dict[str, Any]]) -> bool:
 
 
 def _in_child(check: Callable[[], bool]) -> Optional[bool]:
-    """``check()`` in a forked child (one byte back through a pipe), or None
-    when that did not work: the caller then runs it in this process."""
+    """``check()`` in a forked child (its answer back through a pipe), or None
+    (logged: not checked) when the child could not start, died or timed out."""
     import select
 
     read_end, write_end = os.pipe()
     try:
         pid = os.fork()
-    except OSError:
+    except OSError as exc:
         os.close(read_end)
         os.close(write_end)
+        LOG.warning("cloud-config schema not checked: cannot start its child process (%s)", exc)
         return None
     if pid == 0:  # the child: no logging, no cleanup handlers, just the answer
         code = 1
@@ -220,6 +225,8 @@ def _in_child(check: Callable[[], bool]) -> Optional[bool]:
             os.waitpid(pid, 0)
     valid, _, peak = answer.decode("ascii", "replace").partition(" ")
     if valid not in ("0", "1"):
+        LOG.warning("cloud-config schema not checked: its child process %s",
+                    "died" if ready else f"took over {CHECK_TIMEOUT:.0f} s and was killed")
         return None
     LOG.info("cloud-config schema check in a child process: %s; it grew by %s MB",
              "valid apart from the bosky key" if valid == "1" else "not valid",
@@ -237,9 +244,8 @@ def _status_kb(field: str) -> int:
 
 
 def _load(path: str) -> Optional[Dict[str, Any]]:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(16 * 1024 * 1024)
+    try:  # read as it grows: a 16 MB buffer up front would be the reporter's peak
+        raw = files.read_bytes(path, 16 * 1024 * 1024)
     except OSError:
         return None
     try:

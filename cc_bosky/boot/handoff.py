@@ -27,6 +27,7 @@ import logging
 import os
 from typing import Any, List, Mapping, Optional, Tuple
 
+from .. import files
 from . import state
 
 LOG = logging.getLogger(__name__)
@@ -55,6 +56,20 @@ _SPARING_UNITS = (b"cloud-final.service", b"cloud-init-main.service")
 # there too (BOSKY_*, AWS_*), and a proxy a drop-in gave cloud-init applies to it.
 _PASSED_ENV = ("AWS_", "BOSKY_", "http_proxy", "https_proxy", "no_proxy",
                "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+#: How the reporter starts, whoever starts it: in ``/``, and with neither
+#: ``''`` nor the directory it was started from on its import path. ``python
+#: -m`` would put that directory first, and cloud-init run by hand from a
+#: directory holding a ``cc_bosky/`` would run that as root. (``-P`` does
+#: this from Python 3.11 only; ``-I`` would also drop PYTHONPATH, which an
+#: install in a private prefix relies on.)
+_REPORTER_CODE = ("import os, sys; started_in = os.getcwd(); os.chdir('/'); "
+                  "sys.path[:] = [p for p in sys.path if p not in ('', '.', started_in)]; "
+                  "from cc_bosky.boot.reporter import main; sys.exit(main())")
+
+
+def reporter_argv(python: str, *args: str) -> List[str]:
+    """The reporter's command line: ``python -c CODE ARGS`` (see above)."""
+    return [python, "-c", _REPORTER_CODE, *args]
 
 
 def needs_own_unit() -> bool:
@@ -83,7 +98,7 @@ def request(job_file: str) -> bool:
     if not os.path.exists(ENABLED_LINK):  # follows the link: the unit file is there too
         return False
     try:
-        os.makedirs(os.path.dirname(REQUEST_FILE), mode=0o700, exist_ok=True)
+        files.private_dir(os.path.dirname(REQUEST_FILE))
         state.write_text(REQUEST_FILE, job_file)
     except OSError as exc:  # the caller falls back to systemd-run
         LOG.debug("bosky: could not write %s: %s", REQUEST_FILE, exc)
@@ -95,8 +110,7 @@ def take_request(request_file: str) -> Optional[str]:
     """The job file a request names, removing the request so that the path
     unit does not start the reporter again when it exits."""
     try:
-        with open(request_file, encoding="utf-8") as f:
-            job_file = f.read(4096).strip()
+        job_file = files.read_bytes(request_file, 4096).decode("utf-8", "replace").strip()
         os.unlink(request_file)
     except OSError:
         return None
@@ -134,4 +148,5 @@ def systemd_run(reporter: List[str], null: List[Tuple[Any, ...]]) -> Optional[in
 
 
 __all__ = ["ENABLED_LINK", "PATH_UNIT", "REPORTER_UNIT", "REQUEST_FILE", "SERVICE_UNIT",
-           "needs_own_unit", "passed_environment", "request", "systemd_run", "take_request"]
+           "needs_own_unit", "passed_environment", "reporter_argv", "request", "systemd_run",
+           "take_request"]

@@ -22,8 +22,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .. import layers
+from .. import files, layers
 from ..errors import ConfigError
+from ..text import printable
 from . import handoff, state
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ CLOUD_DATA_DIR = "/var/lib/cloud"
 #: How bosky's own WARNING about its configuration begins; the reporter knows
 #: it in cloud-init's recoverable errors (23.4+) and does not count it.
 CONFIG_WARNING = "bosky: ignoring invalid configuration: "
+#: The most of it cloud-init's log gets.
+LOG_LINE_MAX = 4000
 
 
 def boot_layers(stanza: Any, environ: Mapping[str, str],
@@ -92,12 +95,13 @@ def start_reporter(stanza: Any, cloud_run_dir: str = CLOUD_RUN_DIR,
     if in_final:
         # Lets the reporter tell "still running" from "gone without result.json".
         _write(state.path(run_dir, state.FINAL_PID), str(os.getpid()))
-    lock = state.try_lock(state.path(run_dir, state.LOCK))
+    lock = files.lock(state.path(run_dir, state.LOCK))
     if lock is None:
         LOG.debug("bosky: reporter already running for this boot")
         return None
     if problems:  # once per boot: only the stage that starts the reporter says it
-        LOG.warning("%s%s", CONFIG_WARNING, "; ".join(problems))
+        # The values in it are the user's: one line in cloud-init's log, clipped.
+        LOG.warning("%s%s", CONFIG_WARNING, printable("; ".join(problems))[:LOG_LINE_MAX])
     own_unit = handoff.needs_own_unit()
     try:
         job = {
@@ -126,7 +130,7 @@ def _spawn(job_file: str, lock: int, own_unit: bool) -> str:
     process costs ~30 ms of the stage; posix_spawn uses vfork on every version.
     """
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-    reporter = [sys.executable, "-m", "cc_bosky.boot.reporter", job_file]
+    reporter = handoff.reporter_argv(sys.executable, job_file)
     if own_unit:
         if handoff.request(job_file):
             return f"by {handoff.PATH_UNIT}"
@@ -139,8 +143,7 @@ def _spawn(job_file: str, lock: int, own_unit: bool) -> str:
 
 
 def _write(file: str, text: str) -> None:
-    with open(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(text)
+    files.write_atomic(file, text.encode(), sync=False)
 
 
 __all__ = ["CONFIG_WARNING", "boot_layers", "boot_settings", "start_reporter"]

@@ -1,6 +1,7 @@
 """The boot reporter: waits for cloud-init's verdict and delivers it.
 
-Started by the module (``python -m cc_bosky.boot.reporter JOB``) in its own
+Started by the module (:func:`~cc_bosky.boot.handoff.reporter_argv`: in
+``/``, never importing from the directory it was started in) in its own
 session, or by ``bosky-reporter.path`` (``--request FILE``, naming the job)
 in a unit of its own (:mod:`~cc_bosky.boot.handoff`), holding
 ``run_dir/reporter.lock`` for its whole life. It polls cloud-init's records,
@@ -21,7 +22,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from .. import arns, config
+from .. import arns, config, files
 from ..delivery.spool import Spool, SpoolError
 from ..event import Event, make_event, stable_event_id
 from ..identity import Identity, identity_from_record, read_boot_id
@@ -40,6 +41,8 @@ SLOW_POLL = 2.0  # after a timeout verdict, waiting may go on for hours
 VANISHED_GRACE = 10.0  # cloud-init's process is gone; result.json would be written by then
 KINDS = ("timeout", "final")
 UNIT_LOCK_WAIT = 5.0
+#: A log line's bound: a traceback fits, an endpoint's whole error page does not.
+LOG_LINE_MAX = 4000
 
 
 class Reporter:
@@ -256,15 +259,12 @@ class Reporter:
             return None
         seen = os.path.join(os.path.dirname(self.settings.spool_dir.rstrip("/")), "instances")
         try:
-            os.makedirs(seen, mode=0o700, exist_ok=True)
-            fd = os.open(os.path.join(seen, instance_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                         0o600)
-        except FileExistsError:
-            return False
-        except OSError:
+            name = files.safe_name(instance_id, "instance id")
+            files.private_dir(seen)
+            return files.create_new(os.path.join(seen, name))
+        except OSError as exc:
+            LOG.warning("FirstBoot left out: %s", exc)
             return None
-        os.close(fd)
-        return True
 
     def _ignore_recoverable(self, level: str, message: str) -> bool:
         """bosky's own complaints are not the boot's: its config WARNING (it is
@@ -277,34 +277,40 @@ class Reporter:
         return is_only_bosky_schema_warning(level, message, self.cloud_data_dir)
 
     def _flush(self, budget: float) -> Any:
-        from ..delivery.outbox import flush
+        from ..delivery.outbox import FlushReport, flush
 
-        return flush(self.spool, self.environ, budget, self.settings.endpoint_url,
-                     action_endpoints=self.settings.endpoints())
+        try:
+            return flush(self.spool, self.environ, budget, self.settings.endpoint_url,
+                         action_endpoints=self.settings.endpoints())
+        except SpoolError as exc:  # a spool bosky refuses: nothing in it is sent
+            LOG.error("%s", exc)
+            return FlushReport()
 
     def _flush_window(self) -> None:
         from ..delivery.outbox import flush_for
 
-        if not self.spool.records()[0]:
+        try:
+            self.spool.check()
+            if not self.spool.records()[0]:
+                return
+            report = flush_for(self.spool, self.environ, self.settings.flush_window,
+                               self.settings.send_timeout, self.settings.endpoint_url,
+                               action_endpoints=self.settings.endpoints())
+        except SpoolError as exc:
+            LOG.error("%s", exc)
             return
-        report = flush_for(self.spool, self.environ, self.settings.flush_window,
-                           self.settings.send_timeout, self.settings.endpoint_url,
-                           action_endpoints=self.settings.endpoints())
         if report.remaining:
             LOG.warning("%d event(s) still spooled after the flush window (%s); the next boot "
                         "or 'bosky flush' retries them", report.remaining, report.last_error)
 
     def _send_unspooled(self, event: Event, region: str) -> None:
+        """No spool copy to fall back on: the sender keeps trying, by its one retry
+        policy, for the whole flush window rather than one send timeout."""
         from ..delivery.outbox import send
         from ..delivery.sender import Target
 
-        end = self.clock() + max(self.settings.flush_window, self.settings.send_timeout)
-        while self.clock() < end:
-            (result,) = send([event], Target(region, self.settings.endpoint_url,
-                                             self.settings.send_timeout), None, self.environ)
-            if result.outcome.delivered or not result.outcome.retryable:
-                return
-            self.sleep(5.0)
+        budget = max(self.settings.flush_window, self.settings.send_timeout)
+        send([event], Target(region, self.settings.endpoint_url, budget), None, self.environ)
 
 
 def _stage_done(status: Optional[Dict[str, Any]], name: str) -> bool:
@@ -338,11 +344,30 @@ def _hurry() -> None:
             os.setpriority(os.PRIO_PROCESS, 0, 0)
 
 
+class OneLineFormatter(logging.Formatter):
+    """Each record is one line of at most :data:`LOG_LINE_MAX` characters:
+    what an endpoint answered, an exception's text or an instance id is
+    data, so its newlines (a forged log line) and terminal escapes are
+    escaped, and a huge answer is clipped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ..text import printable
+
+        line = printable(super().format(record))
+        if len(line) > LOG_LINE_MAX:
+            line = f"{line[:LOG_LINE_MAX]}... ({len(line) - LOG_LINE_MAX} more characters)"
+        return line
+
+
 def _setup_logging() -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        fd = files.open_append(LOG_FILE)
+    except OSError as exc:  # a planted symlink or someone else's file: log nowhere
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"bosky: not logging to {LOG_FILE}: {exc}\n")
+    else:
         handler = logging.StreamHandler(open(fd, "a", encoding="utf-8"))  # noqa: SIM115
-        handler.setFormatter(logging.Formatter(
+        handler.setFormatter(OneLineFormatter(
             "%(asctime)s bosky[%(process)d]: %(levelname)s %(message)s"))
         logging.getLogger("bosky").addHandler(handler)  # the reporter, outbox and actions
     logging.getLogger("bosky").setLevel(logging.INFO)
@@ -353,7 +378,7 @@ def _hold_lock(settings: config.Settings, environ: Mapping[str, str]) -> Optiona
     inherited = environ.get("BOSKY_REPORTER_LOCK_FD")
     if inherited and inherited.isdigit():
         return int(inherited)
-    lock = state.try_lock(state.path(settings, state.LOCK))
+    lock = files.lock(state.path(settings, state.LOCK))
     # Started as a systemd unit, the reporter may start before the module that
     # asked for it has let go of the lock: wait a little for it, not for a
     # reporter that holds it for its whole life.
@@ -361,7 +386,7 @@ def _hold_lock(settings: config.Settings, environ: Mapping[str, str]) -> Optiona
     while lock is None and environ.get("BOSKY_REPORTER_UNIT") and waited < UNIT_LOCK_WAIT:
         time.sleep(0.05)
         waited += 0.05
-        lock = state.try_lock(state.path(settings, state.LOCK))
+        lock = files.lock(state.path(settings, state.LOCK))
     return lock
 
 
@@ -372,7 +397,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     job_file: Optional[str] = args[0] if args else None
     if args[:1] == ["--request"] and len(args) == 2:  # started by bosky-reporter.path
         job_file = handoff.take_request(args[1])
-    job = state.read_json(job_file) if job_file else None
+    job = state.take_json(job_file) if job_file else None
     if job is None:
         LOG.error("no readable job file given: %s", args)
         return 2

@@ -9,12 +9,12 @@ so a reporter started twice never reports one boot twice.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import time
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+
+from .. import files
 
 if TYPE_CHECKING:  # the stage imports this module; it never builds Settings
     from ..config import Settings
@@ -31,8 +31,10 @@ def path(settings_or_dir: Any, name: str) -> str:
 
 
 def ensure_run_dir(run_dir: str) -> None:
-    os.makedirs(run_dir, mode=0o700, exist_ok=True)
-    os.makedirs(os.path.join(run_dir, "sent"), mode=0o700, exist_ok=True)
+    """Make ``run_dir`` and ``sent/``, or refuse one another user made
+    (:class:`~cc_bosky.files.UnsafePath`)."""
+    files.private_dir(run_dir)
+    files.private_dir(os.path.join(run_dir, "sent"))
 
 
 def write_json(file: str, data: Mapping[str, Any]) -> None:
@@ -42,12 +44,9 @@ def write_json(file: str, data: Mapping[str, Any]) -> None:
 
 def write_text(file: str, text: str) -> None:
     """Atomically replace ``file`` (mode 0600) with ``text``; a reader, or a
-    systemd path unit watching it, sees the whole file or none."""
-    tmp = f"{file}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.rename(tmp, file)
+    systemd path unit watching it, sees the whole file or none. Not synced:
+    ``run_dir`` is a tmpfs, and what is in it is this boot's only."""
+    files.write_atomic(file, text.encode("utf-8"), sync=False)
 
 
 def read_json(file: str) -> Optional[Dict[str, Any]]:
@@ -59,32 +58,29 @@ def read_json(file: str) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+def take_json(file: str) -> Optional[Dict[str, Any]]:
+    """Read a JSON object from ``file`` (never through a symlink) and remove
+    it: a job holds the stage's environment, credentials may be among it."""
+    try:
+        raw = files.read_bytes(file, 4 * 1024 * 1024)
+    except OSError:
+        return None
+    with contextlib.suppress(OSError):
+        os.unlink(file)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def mark_sent(run_dir: str, key: str) -> bool:
     """Claim ``key`` (a verdict of this boot); False if it was claimed before."""
-    try:
-        fd = os.open(os.path.join(run_dir, "sent", key), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                     0o600)
-    except FileExistsError:
-        return False
-    os.close(fd)
-    return True
+    return files.create_new(os.path.join(run_dir, "sent", key))
 
 
 def was_sent(run_dir: str, key: str) -> bool:
     return os.path.exists(os.path.join(run_dir, "sent", key))
-
-
-def try_lock(file: str) -> Optional[int]:
-    """An fd holding an exclusive lock on ``file``, or None if another holds it."""
-    fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return None
-        raise
-    return fd
 
 
 def reporter_running(run_dir: str) -> bool:
@@ -92,7 +88,7 @@ def reporter_running(run_dir: str) -> bool:
     if not os.path.exists(file):
         return False
     with contextlib.suppress(OSError):
-        fd = try_lock(file)
+        fd = files.lock(file)
         if fd is None:
             return True
         os.close(fd)

@@ -136,8 +136,13 @@ def check_dropin(root: Path) -> Check:
 
 
 def check_units(root: Path) -> Check:
-    from ..host.units import units_state
+    from ..host.units import unit_model, units_state
 
     ready, detail = units_state(root)
+    model = unit_model(root)
+    if not ready and model.spares_children:
+        return Check("reporter unit", OK, f"not needed: {model.describe()}")
+    if model.known:
+        detail = f"{detail} ({model.describe()})"
     return Check("reporter unit", OK if ready else WARN, detail,
                  f"bosky install{root_flag(root)}")

@@ -9,7 +9,8 @@ followed, a wall-clock deadline per attempt). A botocore client object
 would add ~150 ms and ~15 MB of service model loading to every boot and
 every ``bosky`` call for one API call.
 
-Retries use full-jitter exponential backoff within one time budget, and an
+Retries follow the one policy of :mod:`.retry` (botocore's retryable codes,
+full-jitter backoff, ``x-amz-retry-after``) within one time budget, and an
 HTTP 200 whose entries failed is treated as the failure it is: retryable
 entry errors are retried alone, the others are reported with their code.
 """
@@ -21,7 +22,6 @@ import functools
 import http.client
 import json
 import os
-import random
 import ssl
 import time
 import urllib.error
@@ -31,26 +31,19 @@ from .. import arns, transport
 from ..text import printable
 from ..transport import DeadlinePassed, Pending, Response
 from ..version import __version__
+from .retry import (
+    RETRY_AFTER_HEADER,
+    Retry,
+    retry_after,
+    retryable_code,
+    retryable_entry_code,
+    retryable_status,
+)
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024 - 1  # a request's entries must total under 256 KB
 # One attempt's wall-clock deadline: credentials, connect, request and the whole answer.
 _ATTEMPT_TIMEOUT = 10.0
-_BACKOFF_BASE = 0.25
-# Full jitter up to this cap. Measured with benchmarks/load.py (1,000 instances,
-# 50 calls/s): a cap of 8 s leaves a tail of stragglers sleeping long after the
-# throttle has room again (ratio 1.19-1.25 to the unavoidable time); 4 s brings
-# it to 1.04-1.11 for ~30% more (throttled, unbilled) calls.
-_BACKOFF_CAP = 4.0
-
-# Entry or request errors that say "try again", as EventBridge and its SDKs
-# classify them; anything else will not get better by retrying.
-RETRYABLE_CODES = frozenset({
-    "ThrottlingException", "Throttling", "ThrottledException", "RequestThrottled",
-    "TooManyRequestsException", "InternalFailure", "InternalException",
-    "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException",
-    "RequestTimeout", "RequestTimeoutException", "LimitExceededException",
-})
 # The request was signed with credentials that expired meanwhile: fetch them again.
 _REFRESH_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
 
@@ -87,9 +80,11 @@ class Outcome:
 
 
 class _CallFailed(Exception):
-    def __init__(self, code: str, message: str, retryable: bool, refresh: bool = False):
+    def __init__(self, code: str, message: str, retryable: bool, refresh: bool = False,
+                 after: Optional[float] = None):
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.retryable, self.refresh = code, message, retryable, refresh
+        self.after = after  # x-amz-retry-after, in seconds
 
 
 def put_events(
@@ -105,11 +100,11 @@ def put_events(
     network, credential or service errors: they are outcomes.
     """
     env = os.environ if environ is None else environ
-    deadline = clock() + target.budget
     outcomes = [Outcome() for _ in entries]
     session = _Session(target, env)
+    retry = Retry(target.budget, clock, sleep)  # one budget for every batch
     for batch in batches([dict(e) for e in entries]):
-        _send_batch(entries, batch, outcomes, session, deadline, clock, sleep)
+        _send_batch(entries, batch, outcomes, session, retry)
     return outcomes
 
 
@@ -127,30 +122,21 @@ def call(
     Never raises for network, credential or service errors: they are the outcome.
     """
     env = os.environ if environ is None else environ
-    deadline = clock() + target.budget
     outcome = Outcome()
     session = _Session(target, env)
-    attempt = 0
-    while True:
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return outcome
-        attempt += 1
+    retry = Retry(target.budget, clock, sleep)
+    for timeout in retry.attempts(_ATTEMPT_TIMEOUT):
         outcome.attempts += 1
         try:
-            response = session.query(operation, params, min(_ATTEMPT_TIMEOUT, remaining))
+            response = session.query(operation, params, timeout)
         except _CallFailed as exc:
             _fail(outcome, exc.code, exc.message, exc.retryable)
             if not exc.retryable:
-                return outcome
-            if exc.refresh:
-                session.forget_credentials()
+                break
+            _prepare_retry(session, retry, exc)
         else:
             return Outcome(delivered=True, attempts=outcome.attempts, response=response)
-        pause = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt))
-        if clock() + pause >= deadline:
-            return outcome
-        sleep(pause)
+    return outcome
 
 
 def batches(entries: Sequence[Mapping[str, Any]]) -> List[List[int]]:
@@ -177,28 +163,20 @@ def _send_batch(
     batch: List[int],
     outcomes: List[Outcome],
     session: _Session,
-    deadline: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
+    retry: Retry,
 ) -> None:
     pending = list(batch)
-    attempt = 0
-    while pending:
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return
-        attempt += 1
+    for timeout in retry.attempts(_ATTEMPT_TIMEOUT):
         for i in pending:
             outcomes[i].attempts += 1
         try:
-            results = session.call([entries[i] for i in pending], min(_ATTEMPT_TIMEOUT, remaining))
+            results = session.call([entries[i] for i in pending], timeout)
         except _CallFailed as exc:
             for i in pending:
                 _fail(outcomes[i], exc.code, exc.message, exc.retryable)
             if not exc.retryable:
                 return
-            if exc.refresh:
-                session.forget_credentials()
+            _prepare_retry(session, retry, exc)
         else:
             still: List[int] = []
             for i, result in zip(pending, results):
@@ -206,17 +184,19 @@ def _send_batch(
                 if not code:
                     outcomes[i] = Outcome(delivered=True, attempts=outcomes[i].attempts)
                     continue
-                retry = code in RETRYABLE_CODES
-                _fail(outcomes[i], code, str(result.get("ErrorMessage") or ""), retry)
-                if retry:
+                again = retryable_entry_code(str(code))
+                _fail(outcomes[i], code, str(result.get("ErrorMessage") or ""), again)
+                if again:
                     still.append(i)
             pending = still
             if not pending:
                 return
-        pause = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt))
-        if clock() + pause >= deadline:
-            return
-        sleep(pause)
+
+
+def _prepare_retry(session: _Session, retry: Retry, failed: _CallFailed) -> None:
+    if failed.refresh:
+        session.forget_credentials()
+    retry.after(failed.after)
 
 
 def _fail(outcome: Outcome, code: str, message: str, retryable: bool) -> None:
@@ -290,6 +270,11 @@ class _Session:
         way is waited for again by the next attempt, never started twice.
         """
         if self._loading is None or self._loading.done:
+            # Imported here, not in the thread: loading botocore takes no
+            # network, and a slow machine's import time must not eat the deadline.
+            import botocore.credentials
+            import botocore.utils  # noqa: F401
+
             self._loading = Pending(self._load_frozen)
         try:
             return self._loading.wait(timeout)
@@ -344,9 +329,10 @@ def _http_error(answer: Response) -> _CallFailed:
     code, message = _error_fields(answer.body[:64 * 1024], answer.header("x-amzn-ErrorType"))
     code = code or f"HTTP{answer.status}"
     message = message or f"HTTP {answer.status} {answer.reason}"
-    retryable = answer.status >= 500 or answer.status == 429 or code in RETRYABLE_CODES
+    retryable = retryable_status(answer.status) or retryable_code(code)
     refresh = code in _REFRESH_CODES
-    return _CallFailed(code, message, retryable or refresh, refresh)
+    return _CallFailed(code, message, retryable or refresh, refresh,
+                       retry_after(answer.header(RETRY_AFTER_HEADER)))
 
 
 def _error_fields(body: bytes, header: str) -> Tuple[str, str]:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -37,11 +35,12 @@ import threading
 import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
+from .. import files
 from .deliverable import WAYS, Item, delivery_id, dump, load, way
 
 _MAGIC = "bosky-spool 1"
 _SUFFIXES = tuple(w.suffix for w in WAYS)
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = files.TMP_PREFIX
 # A temp file nobody holds and this old was left by a killed writer. (A writer
 # holds its temp file's lock from the first byte, but not in the instant
 # between creating and locking it; the age makes that instant safe.)
@@ -85,7 +84,7 @@ class Record:
 @dataclasses.dataclass
 class Status:
     records: List[Record]
-    corrupt: List[str]
+    corrupt: List[str]  # oldest first, at most max_events
     rejected: List[str]
     dropped: int
     bytes: int
@@ -131,44 +130,51 @@ class Spool:
     def _write(self, record: Record, hold: bool = False, sync: bool = True) -> Optional[int]:
         data = json.dumps(record.body(), ensure_ascii=False, separators=(",", ":")).encode()
         header = f"{_MAGIC} sha256={hashlib.sha256(data).hexdigest()} len={len(data)}\n"
-        tmp = os.path.join(self.directory, f"{_TMP_PREFIX}{os.getpid()}-{time.time_ns()}")
-        fd = -1
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            # Locked before the name exists: the lock travels with the file
-            # through the rename, so no flusher can see it unlocked while held.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            _write_all(fd, header.encode() + data)
-            if sync:
-                os.fsync(fd)
-            os.rename(tmp, record.path)
+            # Locked before the name exists (hold): the lock travels with the
+            # file through the rename, so no flusher sees it unlocked while held.
+            return files.write_atomic(record.path, header.encode() + data, hold=hold, sync=sync)
         except OSError as exc:
-            if fd >= 0:
-                os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise SpoolError(f"cannot write to spool {self.directory}: {exc.strerror}") from None
-        if sync:
-            with contextlib.suppress(OSError):  # the record is complete; this hurries it to disk
-                self._fsync_dir()
-        if hold:
-            return fd
-        os.close(fd)
-        return None
+            raise SpoolError(f"cannot write to spool {self.directory}: "
+                             f"{exc.strerror or exc}") from None
 
     def _ensure_dir(self) -> None:
+        """Make the spool, or accept it only if root or this user made it and
+        nobody else can write to it: root's ``bosky flush`` must never send
+        records that another user planted, with root's credentials."""
         try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            os.chmod(self.directory, 0o700)
+            files.private_dir(self.directory)
+        except files.UnsafePath as exc:
+            raise SpoolError(f"spool {exc}") from None
+        except PermissionError:
+            raise SpoolError(self._not_ours()) from None
         except OSError as exc:
             raise SpoolError(f"cannot create spool {self.directory}: {exc.strerror}") from None
 
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
+    def _not_ours(self) -> str:
+        """Why this user may not use the spool, said as what to do about it."""
+        owner = None
+        path = self.directory
+        while owner is None and path not in ("", "/"):
+            with contextlib.suppress(OSError):
+                owner = os.stat(path).st_uid
+            path = os.path.dirname(path.rstrip("/"))
+        whose = "root's" if owner in (None, 0) else f"uid {owner}'s"
+        run = "run bosky with sudo" if owner in (None, 0) else "run bosky as that user"
+        return f"spool {self.directory} is {whose} and this user (uid {os.geteuid()}) " \
+               f"may not use it: {run}"
+
+    def check(self) -> None:
+        """SpoolError (one line) if this user cannot read the spool, or it is
+        a directory bosky refuses; a spool not made yet is fine (empty)."""
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            files.checked_dir(self.directory)
+        except files.UnsafePath as exc:
+            raise SpoolError(f"spool {exc}") from None
+        except PermissionError:
+            raise SpoolError(self._not_ours()) from None
+        if os.path.isdir(self.directory) and not os.access(self.directory, os.R_OK | os.X_OK):
+            raise SpoolError(self._not_ours())
 
     def _path_for(self, event_id: str) -> Optional[str]:
         for name in self._names():
@@ -183,8 +189,15 @@ class Spool:
         try:
             return sorted(n for n in os.listdir(self.directory)
                           if n.endswith(_SUFFIXES))
+        except PermissionError:  # not "no events": this user cannot see them
+            raise SpoolError(self._not_ours()) from None
         except OSError:
             return []
+
+    def waiting(self) -> bool:
+        """Whether any record file is here, read or not: a look that, unlike
+        :meth:`records`, sets nothing aside (a flush counts what it sets aside)."""
+        return bool(self._names())
 
     def records(self) -> Tuple[List[Record], List[str]]:
         """Valid records oldest first, one per EventId, and the files set aside as corrupt."""
@@ -202,23 +215,36 @@ class Spool:
 
     def set_aside(self, path: str, why: str) -> str:
         """Move a file that must not be sent into ``corrupt/`` or ``rejected/``,
-        where ``bosky status`` reports it and nothing sends it."""
+        where ``bosky status`` reports it and nothing sends it. Each folder is
+        bounded like the spool (``max_events`` files, ``max_bytes``): past
+        that, its oldest files are removed."""
         folder = os.path.join(self.directory, why)
         target = os.path.join(folder, os.path.basename(path))
         with contextlib.suppress(OSError):
-            os.makedirs(folder, mode=0o700, exist_ok=True)
+            files.private_dir(folder)
             os.rename(path, target)
+            self._bound_aside(folder)
             return target
         return path
 
+    def _bound_aside(self, folder: str) -> None:
+        names = _aside_names(folder)  # oldest first
+        sizes = [_file_size(os.path.join(folder, n)) for n in names]
+        count, total = len(names), sum(sizes)
+        for name, size in zip(names, sizes):
+            if count <= self.max_events and total <= self.max_bytes:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
+            count, total = count - 1, total - size
+
     def aside(self, why: str) -> List[str]:
+        """The paths in ``corrupt/`` or ``rejected/``, oldest first."""
         folder = os.path.join(self.directory, why)
-        try:
-            return sorted(os.path.join(folder, n) for n in os.listdir(folder))
-        except OSError:
-            return []
+        return [os.path.join(folder, n) for n in _aside_names(folder)]
 
     def status(self) -> Status:
+        self.check()
         records, _ = self.records()
         size = sum(_file_size(r.path) for r in records)
         return Status(records, self.aside("corrupt"), self.aside("rejected"), self.dropped(), size)
@@ -260,7 +286,7 @@ class Spool:
             self._enforce_bound()
 
     def _enforce_bound(self) -> None:
-        with self.lock(blocking=False) as held:
+        with contextlib.suppress(SpoolError), self.lock(blocking=False) as held:
             if not held:
                 return  # the flusher holding the lock enforces it when done
             self.enforce_bound_locked()
@@ -320,14 +346,8 @@ class Spool:
             return 0
 
     def _set_dropped(self, count: int) -> None:
-        path = os.path.join(self.directory, "dropped")
-        tmp = path + f"{_TMP_PREFIX}{os.getpid()}"
         with contextlib.suppress(OSError):
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-                f.write(str(count))
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, path)
+            files.write_atomic(os.path.join(self.directory, "dropped"), str(count).encode())
 
     def acknowledge_dropped(self, count: int, timeout: float = 5.0) -> None:
         """``count`` drops were reported in a delivered event.
@@ -335,7 +355,7 @@ class Spool:
         If the lock cannot be had in time the count stays and is reported
         again: a count said twice is better than a loss never said.
         """
-        with self.lock(blocking=True, timeout=timeout) as held:
+        with contextlib.suppress(SpoolError), self.lock(blocking=True, timeout=timeout) as held:
             if held:
                 self._set_dropped(max(0, self.dropped() - count))
 
@@ -347,7 +367,8 @@ class Spool:
         event is sent by two processes at once.
 
         Re-entrant: a flusher that holds it may call what takes it again
-        (flock would otherwise block on its own second descriptor).
+        (flock would otherwise block on its own second descriptor). A spool
+        this user may not use, or that bosky refuses, is SpoolError: not busy.
         """
         if self._lock_depth and self._lock_owner == threading.get_ident():
             self._lock_depth += 1
@@ -356,59 +377,44 @@ class Spool:
             finally:
                 self._lock_depth -= 1
             return
+        self._ensure_dir()
         try:
-            self._ensure_dir()
-            fd = os.open(os.path.join(self.directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        except (OSError, SpoolError):
+            fd = files.lock(os.path.join(self.directory, ".lock"),
+                            timeout=timeout if blocking else 0.0)
+        except PermissionError:
+            raise SpoolError(self._not_ours()) from None
+        except OSError as exc:
+            raise SpoolError(f"cannot lock spool {self.directory}: {exc}") from None
+        if fd is None:
             yield False
             return
-        got = False
+        self._lock_depth, self._lock_owner = 1, threading.get_ident()
         try:
-            got = _flock(fd, blocking, timeout)
-            if got:
-                self._lock_depth, self._lock_owner = 1, threading.get_ident()
-            yield got
+            yield True
         finally:
-            if got:
-                self._lock_depth, self._lock_owner = 0, None
+            self._lock_depth, self._lock_owner = 0, None
             os.close(fd)
-
-
-def _flock(fd: int, blocking: bool, timeout: float) -> bool:
-    end = time.monotonic() + (timeout if blocking else 0)
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= end:
-                return False
-            time.sleep(0.05)
 
 
 def _held(path: str) -> bool:
     """True if a live process holds ``path``'s lock (it is writing or sending it)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except OSError as exc:
-        return exc.errno in (errno.EAGAIN, errno.EACCES)
+        return files.locked_elsewhere(fd)
     finally:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """os.write may write less than asked (a nearly full disk); a short record is corrupt."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        view = view[written:]
+def _aside_names(folder: str) -> List[str]:
+    """A ``corrupt/`` or ``rejected/`` folder's files, oldest first (by name: it starts with
+    the time the record was spooled)."""
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
 
 
 def _event_id_of(name: str) -> str:
@@ -432,8 +438,8 @@ def _first_per_event(names: List[str]) -> List[str]:
 
 
 def _read(path: str) -> Record:
-    with open(path, "rb") as f:
-        in_flight = _locked_by_other(f.fileno())
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as f:
+        in_flight = files.locked_elsewhere(f.fileno())
         raw = f.read(2 * 1024 * 1024)
     header, _, data = raw.partition(b"\n")
     fields = header.decode("ascii").split(" ")
@@ -453,14 +459,6 @@ def _read(path: str) -> Record:
         last_error=str(body.get("last_error", "")),
         in_flight=in_flight,
     )
-
-
-def _locked_by_other(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        return exc.errno in (errno.EAGAIN, errno.EACCES)
-    return False  # the shared lock goes with the descriptor when it is closed
 
 
 def _file_size(path: str) -> int:

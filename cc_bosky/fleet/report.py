@@ -35,12 +35,14 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import re
+import math
 from array import array
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from ..alert import own_lines
 from ..schemas import load
+from ..validation import has_type
 
 OUTCOMES = ("pass", "fail", "degraded", "timeout")
 FAILED = ("fail", "timeout")
@@ -54,18 +56,6 @@ MAX_TEXT = 500  # characters of a message or log line kept per listed failure
 # candidates takes its place. The list is exact unless more than this many
 # listed timeouts are later outranked within one report.
 _SLACK = 256
-# cloud-init's own lines in cloud-init-output.log: stage banners, ci-info
-# tables, and its log records echoed to the console.
-_CLOUD_INIT_LINE = re.compile(r"Cloud-init v\. |ci-info: |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "
-                              r"\S+\[[A-Z]+\]: ")
-_JSON_TYPES: Dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    and v == v and v not in (float("inf"), float("-inf")),
-    "array": lambda v: isinstance(v, list),
-    "boolean": lambda v: isinstance(v, bool),
-    "object": lambda v: isinstance(v, dict),
-}
 # Packed per-boot state: status (2 bits), group (22), failed-module set (22),
 # then BootSeconds in milliseconds plus one (0: none).
 _GROUP_SHIFT, _COMBO_SHIFT, _SECONDS_SHIFT = 2, 24, 46
@@ -108,13 +98,18 @@ def read_detail(message: str) -> Optional[Tuple[str, Dict[str, Any]]]:
     kept = {}
     for name in FIELDS:
         value = detail.get(name)
-        if value is not None and _JSON_TYPES[_TYPES[name]](value):
+        if value is not None and _typed(value, _TYPES[name]):
             kept[name] = value
     if (kept.get("Origin") != "boot" or kept.get("Status") not in OUTCOMES
             or "EventId" not in kept):
         return None
     kept["FailedModules"] = [m for m in kept.get("FailedModules", []) if isinstance(m, str)]
     return source, kept
+
+
+def _typed(value: Any, kind: str) -> bool:
+    """Of the schema's type, and (a number) finite: JSON has no NaN or infinity."""
+    return has_type(value, kind) and (kind != "number" or math.isfinite(value))
 
 
 def listed(source: str, detail: Dict[str, Any]) -> Dict[str, Any]:
@@ -284,11 +279,9 @@ def percentile(values: List[float], pct: float) -> Optional[float]:
 
 
 def last_line(tail: Any) -> Optional[str]:
-    """The log tail's last line that is not cloud-init's own (its "finished at"
-    banner, its echoed WARNINGs): what the user's script said last."""
-    lines = [line for line in (tail or []) if isinstance(line, str) and line.strip()]
-    own = [line for line in lines if not _CLOUD_INIT_LINE.match(line)]
-    return (own or lines)[-1] if lines else None
+    """What the user's script said last (cloud-init's own lines skipped)."""
+    lines = own_lines(tail)
+    return lines[-1] if lines else None
 
 
 def iso(when: float) -> str:

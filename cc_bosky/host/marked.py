@@ -3,10 +3,9 @@ first line, so ``uninstall`` never deletes a file someone else wrote."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from .. import files
 from ..errors import UsageError
 
 MARKER = "# bosky-install-marker:"
@@ -34,19 +33,8 @@ def write_file(path: Path, text: str) -> bool:
     if unchanged:
         return False
     path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    # A temporary name not ending in .cfg: cloud-init never reads a half-written file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)  # whatever the umask
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # Its temporary name does not end in .cfg: cloud-init never reads a half-written file.
+    files.write_atomic(str(path), data, FILE_MODE)
     return True
 
 

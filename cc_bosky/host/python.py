@@ -135,7 +135,41 @@ def static_probe(root: Path, python: Sequence[str]) -> Dict[str, Any]:
         ("botocore", "__init__.py", r"""__version__\s*=\s*['"]([^'"]+)"""),
     ):
         out[name] = _find_package(dirs, name, version_file, pattern)
+    where = out["cloudinit"].get("where")
+    if where:
+        out["cloudinit"]["version"] = cloud_init_version_on_disk(Path(where))
     return out
+
+
+_QUOTED = r"""\s*=\s*['"]([^'"]*)['"]"""
+
+
+def cloud_init_version_on_disk(package: Path) -> str:
+    """What ``cloudinit.version.version_string()`` would say, read without importing.
+
+    It returns the downstream version when a packager filled one in, else the
+    upstream one; each comes from ``meson_versions.py`` when the build was
+    made with meson, else from ``version.py`` itself. Ubuntu's 26.1 is built
+    with setuptools: no ``meson_versions.py``, and ``version.py`` holds only
+    ``_DOWNSTREAM_VERSION`` (the package version) beside an unfilled
+    ``@MISSING_MESON_BUILD_ARTIFACT@`` placeholder.
+    """
+    def read(name: str) -> str:
+        try:
+            return (package / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    meson, version_py = read("meson_versions.py"), read("version.py")
+    for text, downstream, upstream in (
+        (meson, "DOWNSTREAM_VERSION", "UPSTREAM_VERSION"),
+        (version_py, "_DOWNSTREAM_VERSION", "__VERSION__"),
+    ):
+        for key in (downstream, upstream):
+            for value in re.findall(rf"^\s*{key}{_QUOTED}", text, re.MULTILINE):
+                if value and "@" not in value and "DOWNSTREAM_VERSION" not in value:
+                    return str(value)
+    return ""
 
 
 def site_dirs(root: Path, python: Optional[str]) -> List[Path]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Mapping, Optional, Tuple
 
@@ -212,15 +213,61 @@ def _run(argv: List[str]) -> Optional[str]:
     return None if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")
 
 
+#: Where distributions put cloud-init's unit files; /etc overrides them.
+_CLOUD_INIT_UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+
+
+@dataclass(frozen=True)
+class UnitModel:
+    """How cloud-init's stages run under systemd on a system, from its unit files.
+
+    Upstream 24.3+ runs every stage in ``cloud-init-main.service``
+    (``KillMode=process``); earlier releases, and Ubuntu's 26.1 (its
+    ``no-single-process.patch``), run the init stage in ``cloud-init.service``
+    with systemd's default ``KillMode=control-group``, which kills what the
+    stage leaves behind when it fails. The version alone cannot tell them apart.
+    """
+
+    init_unit: str  # the unit the init stage runs in, "" when no unit file was found
+    kill_mode: str
+
+    @property
+    def known(self) -> bool:
+        return bool(self.init_unit)
+
+    @property
+    def spares_children(self) -> bool:
+        """Whether a reporter left in the init stage's unit survives the stage."""
+        return self.kill_mode in ("process", "none")
+
+    def describe(self) -> str:
+        return f"cloud-init's init stage runs in {self.init_unit} (KillMode={self.kill_mode})"
+
+
+def unit_model(root: Path) -> UnitModel:
+    """Read cloud-init's unit files under *root*: which unit runs the init stage, how killed."""
+    for name in ("cloud-init-main.service", "cloud-init.service"):
+        for directory in _CLOUD_INIT_UNIT_DIRS:
+            unit = in_root(root, directory) / name
+            try:
+                text = unit.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            modes = [line.split("=", 1)[1].strip() for line in text.splitlines()
+                     if line.strip().startswith("KillMode=")]
+            return UnitModel(name, modes[-1] if modes else "control-group")
+    return UnitModel("", "")
+
+
 def units_state(root: Path) -> Tuple[bool, str]:
     """(ready, what doctor says): the path unit enabled and its service's Python there."""
     if not has_systemd(root):
         return True, "no systemd here: the reporter runs in its own session"
     service, path, link = _paths(root)
     if not (path.is_file() and service.is_file()):
-        return False, f"{handoff.PATH_UNIT} not installed: the init stage of cloud-init " \
-            "up to 24.2 hands the reporter to systemd with systemd-run, which costs the " \
-            "stage ~0.5 s"
+        return False, f"{handoff.PATH_UNIT} not installed: where the init stage runs in " \
+            "cloud-init.service, it hands the reporter to systemd with systemd-run, which " \
+            "costs the stage ~0.5 s"
     # An absolute link names a path on that system, not on this one (--root).
     if not (link.is_symlink() and in_root(root, os.readlink(link)).is_file()):
         return False, f"{handoff.PATH_UNIT} is not enabled ({link} missing)"
@@ -238,4 +285,5 @@ def _exec_python(service: Path) -> Optional[str]:
     return None
 
 
-__all__ = ["install_units", "render_path", "render_service", "uninstall_units", "units_state"]
+__all__ = ["UnitModel", "install_units", "render_path", "render_service", "uninstall_units",
+           "unit_model", "units_state"]

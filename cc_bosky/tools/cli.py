@@ -13,7 +13,7 @@ import json
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import config, redact
 from ..errors import (
@@ -25,9 +25,10 @@ from ..errors import (
     DeliveryError,
     UsageError,
 )
+from ..text import safe_json
 from ..version import __version__
 from .args import Parser, add_config, add_connection
-from .output import Progress, err, safe_json
+from .output import Progress, err
 
 MAX_STDIN_MESSAGE = 1024 * 1024
 MAX_STATUS = 256  # the detail schema's bound
@@ -194,45 +195,82 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
         raise UsageError("--instance-id (or BOSKY_INSTANCE_ID) must be 1 to 256 letters, digits "
                          "or ._:/-")
     message = _read_message(args.message, redacted=not args.verbatim)
-    ident = identity_mod.resolve(instance_id, environ)
+    ident = identity_mod.resolve(instance_id, environ, imds=False)
     from ..arns import send_region
 
     region = send_region(settings.event_bus, settings.region, ident.region)
+    early = None
+    if identity_mod.imds_would_help(ident, environ):
+        # IMDS can be slow or hostile: the event is spooled before it is asked
+        # (when a region to keep it for is known without it); the lookup has
+        # its own deadline either way.
+        if region and not args.dry_run and not args.no_spool:
+            early = _spool_early(_command_event(settings, args.status, message, ident, region),
+                                 settings, region)
+        ident = identity_mod.resolve(instance_id, environ)
+        region = send_region(settings.event_bus, settings.region, ident.region)
     if not region:
         raise UsageError("no AWS region: pass --region, set AWS_REGION, put 'region:' in "
                          f"{args.config or config.DEFAULT_CONFIG_FILE}, or set 'region' for "
                          f"profile '{chosen.name}' in {chosen.config_file}")
+    event = _command_event(settings, args.status, message, ident, region,
+                           early[1].event.event_id if early else None)
+    from ..actions.command import command_actions
+
+    try:
+        actions = command_actions(settings, args.status, args.hook_result, args.lifecycle_hook,
+                                  args.signal, ident, environ, identity_mod.INSTANCE_DATA,
+                                  dry_run=args.dry_run)
+        if args.dry_run:
+            return _print_dry_run(event.entry(), [a.body() for a in actions])
+        environ = awsconfig.sending_environ(chosen, environ)
+        missing = awsconfig.no_credentials(chosen, environ)
+        if missing:  # no source can ever answer: say so now, not after the whole send timeout
+            raise DeliveryError(f"{missing}; event {event.event_id} not sent (and not spooled)")
+    except BoskyError:
+        if early:  # refused before sending: nothing is sent, later either
+            early[0].remove(early[1])
+        raise
+    with Progress(region, settings.send_timeout):
+        code = _deliver(event, settings, region, args.no_spool, environ)
+        if early:  # the delivery re-held (and settled) the same record
+            early[0].release(early[1])
+        if actions:
+            code = max(code, _act(actions, settings, ident.region or region, args.no_spool,
+                                  environ))
+    return code
+
+
+def _command_event(settings: config.Settings, status: str, message: str, ident: Any,
+                   region: str, event_id: Optional[str] = None) -> Any:
     from ..arns import instance_arn
     from ..event import make_event
 
-    event = make_event(
+    return make_event(
         source=settings.project,
         detail_type=settings.detail_type,
-        status=args.status,
+        status=status,
         message=message,
         identity=ident.detail_fields(),
         origin="command",
         resources=(instance_arn(ident.instance_id, ident.region or region, ident.account_id),)
         if ident.instance_id else (),
         event_bus=settings.event_bus,
+        event_id=event_id,
     )
-    from ..actions.command import command_actions
 
-    actions = command_actions(settings, args.status, args.hook_result, args.lifecycle_hook,
-                              args.signal, ident, environ, identity_mod.INSTANCE_DATA,
-                              dry_run=args.dry_run)
-    if args.dry_run:
-        return _print_dry_run(event.entry(), [a.body() for a in actions])
-    environ = awsconfig.sending_environ(chosen, environ)
-    missing = awsconfig.no_credentials(chosen, environ)
-    if missing:  # no source can ever answer: say so now, not after the whole send timeout
-        raise DeliveryError(f"{missing}; event {event.event_id} not sent (and not spooled)")
-    with Progress(region, settings.send_timeout):
-        code = _deliver(event, settings, region, args.no_spool, environ)
-        if actions:
-            code = max(code, _act(actions, settings, ident.region or region, args.no_spool,
-                                  environ))
-    return code
+
+def _spool_early(event: Any, settings: config.Settings, region: str) -> Optional[Tuple[Any, Any]]:
+    """(spool, record) holding ``event`` before anything that can hang, or None
+    if the spool cannot take it now (the delivery tries again and says why)."""
+    from ..delivery.outbox import NOT_SENT_YET
+    from ..delivery.spool import Spool, SpoolError
+
+    spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
+    try:
+        return spool, spool.put(event, region, settings.endpoint_url, NOT_SENT_YET, hold=True)
+    except SpoolError:
+        return None
 
 
 def _read_message(message: Optional[str], redacted: bool) -> str:

@@ -38,8 +38,6 @@ from ..host.python import find_cloud_init, probe_for
 from ..host.root import in_root, is_live
 from .args import add_config, subcommand
 
-INSTANCE_DATA = "/run/cloud-init/instance-data.json"
-
 
 def _guarded(name: str, run: Callable[[], Check]) -> Check:
     """One check's unexpected error is that check's failure, not the end of the list."""
@@ -55,7 +53,7 @@ def _guarded(name: str, run: Callable[[], Check]) -> Check:
 def run_checks(root: Path, environ: Mapping[str, str], config_file: Optional[str] = None,
                send_test: bool = False, image: bool = False) -> List[Check]:
     """Every check; ``image``: skip what belongs to the instances (implied by a root)."""
-    from ..identity import Identity, resolve
+    from ..identity import INSTANCE_DATA, Identity, resolve
 
     live = is_live(root)
     instance = live and not image

@@ -25,9 +25,8 @@ from ..fleet import insights, scan
 from ..fleet import report as fleet_report
 from ..fleet.client import LogsClient
 from ..fleet.report import OUTCOMES, clip
-from ..text import printable
+from ..text import printable, safe_json
 from .args import Parser
-from .cli import safe_json
 
 SCAN_UP_TO = 86400.0  # seconds of window the default engine still scans
 SCAN_TIMEOUT, INSIGHTS_TIMEOUT = 120.0, 900.0  # --timeout's defaults, by engine

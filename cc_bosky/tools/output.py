@@ -1,30 +1,19 @@
-"""What the commands print beyond their results: one-line errors, JSON a
-terminal cannot be tricked by, and a progress line while a send waits."""
+"""What the commands print beyond their results: one-line errors and a
+progress line while a send waits (JSON a terminal cannot be tricked by is
+text.safe_json)."""
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 import threading
-from typing import Any, Optional
+from typing import Optional
 
 from ..text import printable
-
-# Characters a terminal acts on that JSON leaves raw with ensure_ascii=False.
-_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def err(message: str) -> None:
     """One line on stderr, ``bosky: `` first, every character printable."""
     print(f"bosky: {printable(message)}", file=sys.stderr)
-
-
-def safe_json(data: Any) -> str:
-    """Indented JSON with non-ASCII text kept readable but every character a
-    terminal would act on escaped (still valid JSON, the same values)."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class Progress:

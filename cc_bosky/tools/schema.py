@@ -12,13 +12,14 @@ on stderr. Exit 0 valid, 2 invalid.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from .. import config, validation
+from .. import config, layers, validation
 from ..boot.cloudconfig import merge, problems
 from ..errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError
 from ..text import printable
@@ -28,6 +29,8 @@ from .args import subcommand
 #: Where cloud-init keeps the user data it was given (root only, 0600).
 INSTANCE_USER_DATA = "/var/lib/cloud/instance/user-data.txt"
 MAX_FILE = 16 * 1024 * 1024
+#: The whole check's wall-clock bound (hostile YAML, a huge file).
+CHECK_SECONDS = 60.0
 _WITH_CLOUD_INIT = "cloud-init's schema with bosky's stanza"
 _STDIN = "-"
 _UNEXPECTED = re.compile(r"bosky: Additional properties are not allowed "
@@ -92,7 +95,8 @@ def schema_command(argv: List[str], environ: Mapping[str, str]) -> int:
         raise UsageError("--root goes with --instance (see 'bosky schema --help')")
     path = instance_user_data(args.root or "/") if args.instance else args.file
     label = "stdin" if path == _STDIN else path
-    report = check(_read(path, args.instance), label, ec2_decodes_base64=not args.instance)
+    with time_limit(CHECK_SECONDS, label):
+        report = check(_read(path, args.instance), label, ec2_decodes_base64=not args.instance)
     if args.merged:
         import yaml
 
@@ -100,7 +104,7 @@ def schema_command(argv: List[str], environ: Mapping[str, str]) -> int:
         for line in report.findings():
             print(f"bosky: {printable(line)}", file=sys.stderr)
     elif args.json:
-        from .output import safe_json
+        from ..text import safe_json
 
         print(safe_json(report.as_json()))
     else:
@@ -123,12 +127,44 @@ def instance_user_data(root: str) -> str:
     return os.path.join(cloud_dir, target, "user-data.txt")
 
 
+class _OutOfTime(BaseException):
+    """Raised by the timer; a BaseException, so no ``except Exception`` on the
+    way (cloud-init's mergers, the validator) takes it for a finding."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, label: str) -> Iterator[None]:
+    """Give up on ``label`` after ``seconds`` of wall-clock time, in one line
+    (UsageError, exit 2): with YAML's own bounds (layers.load_yaml) and the
+    file's size bound, this holds what no other bound catches, such as
+    cloud-init's validator on a large document."""
+    import signal
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _OutOfTime()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _OutOfTime:
+        raise UsageError(f"{label}: not checked: gave up after {seconds:.0f} s (too large or "
+                         "too nested to be user data)") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _read(path: str, instance: bool) -> bytes:
     if path == _STDIN:
         return sys.stdin.buffer.read(MAX_FILE) if sys.stdin else b""
     try:
         with open(path, "rb") as f:
-            return f.read(MAX_FILE)
+            raw = f.read(MAX_FILE + 1)
+        if len(raw) > MAX_FILE:
+            raise UsageError(f"{path}: refused: larger than {MAX_FILE // (1024 * 1024)} MiB "
+                             "(EC2 takes at most 16 KiB of user data)")
+        return raw
     except PermissionError:
         hint = " (only root can read it: sudo bosky schema --instance)" if instance else ""
         raise UsageError(f"cannot read {path}: permission denied{hint}") from None
@@ -178,9 +214,7 @@ def check(raw: bytes, label: str, ec2_decodes_base64: bool = True) -> Report:
 
 
 def _load_archive(text: str) -> Any:
-    import yaml
-
-    return yaml.safe_load(text)
+    return layers.load_yaml(text.encode("utf-8", "surrogateescape"), "#cloud-config-archive")
 
 
 def _check_part(part: userdata.Part, origin: str,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, List, Mapping, Tuple
+import os
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from .. import config
 from ..errors import EXIT_NOT_DELIVERED, EXIT_OK, DeliveryError
-from ..text import printable
+from ..text import printable, safe_json
 from .args import Parser, add_connection, subcommand
-from .output import Progress, err, safe_json
+from .output import Progress, err
 
 #: Which wins for a spooled event, said by flush --help and status --help.
 _FLUSH_REGION = "region to send spooled events to, instead of the one stored with each " \
@@ -34,20 +35,24 @@ def flush_command(argv: List[str], environ: Mapping[str, str]) -> int:
     args, settings = _spool_settings(p, argv, environ)
     from .. import awsconfig
     from ..delivery.outbox import flush
-    from ..delivery.spool import Spool
+    from ..delivery.spool import Spool, SpoolError
 
     chosen = awsconfig.profile(args.profile, environ)
     awsconfig.check(chosen)
     environ = awsconfig.sending_environ(chosen, environ)
     spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
     budget = args.timeout or settings.send_timeout
-    if spool.records()[0]:
-        missing = awsconfig.no_credentials(chosen, environ)
-        if missing:
-            raise DeliveryError(f"{missing}; the spooled events stay spooled")
-    with Progress(args.region or "each event's region", budget):
-        report = flush(spool, environ, budget, settings.endpoint_url, region=args.region,
-                       action_endpoints=settings.endpoints())
+    try:
+        spool.check()  # another user's spool is refused before anything in it is read
+        if spool.waiting():
+            missing = awsconfig.no_credentials(chosen, environ)
+            if missing:
+                raise DeliveryError(f"{missing}; the spooled events stay spooled")
+        with Progress(args.region or "each event's region", budget):
+            report = flush(spool, environ, budget, settings.endpoint_url, region=args.region,
+                           action_endpoints=settings.endpoints())
+    except SpoolError as exc:  # not "busy": another user's spool, or root's seen by a user
+        raise DeliveryError(str(exc)) from None
     if report.busy:
         err("another bosky is flushing the spool; try again shortly")
         return EXIT_NOT_DELIVERED
@@ -67,8 +72,12 @@ def status_command(argv: List[str], environ: Mapping[str, str]) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args, settings = _spool_settings(p, argv, environ)
     from ..boot.state import describe
+    from ..delivery.spool import SpoolError
 
-    report = describe(settings, args.region)
+    try:
+        report = describe(settings, args.region)
+    except SpoolError as exc:  # not "0 event(s)" for a spool this user cannot read
+        raise DeliveryError(str(exc)) from None
     if args.json:
         print(safe_json(report))
     else:
@@ -100,11 +109,36 @@ def render_status(report: Mapping[str, Any]) -> str:
             f"  {item['EventId']} {_kind(item)}{item['Status']} age {item['AgeSeconds']:.0f}s, "
             f"{item['Attempts']} attempt(s), last error: {item['LastError'] or '-'}; "
             f"flush sends it to {_target(item['SendsTo'])}"))
-    for path in spool["corrupt"]:
-        lines.append(printable(f"  corrupt (set aside, not sent): {path}"))
-    for path in spool["rejected"]:
-        lines.append(printable(f"  rejected by AWS (not retried): {path}"))
+    lines += _aside_summary(spool["corrupt"], "corrupt (set aside, not sent)")
+    lines += _aside_summary(spool["rejected"], "rejected by AWS (not retried)")
     return "\n".join(lines)
+
+
+#: How many of ``corrupt/`` and ``rejected/`` status names: there may be thousands.
+_ASIDE_EXAMPLES = 3
+
+
+def _aside_summary(paths: Sequence[str], what: str) -> List[str]:
+    """One line for a ``corrupt/`` or ``rejected/`` folder (oldest first) and its newest few."""
+    if not paths:
+        return []
+    folder = os.path.dirname(paths[0])
+    ages = [_spooled_age(p) for p in (paths[0], paths[-1])]
+    span = f", spooled {ages[0]} to {ages[1]} ago" if None not in ages else ""
+    lines = [printable(f"  {len(paths)} {what} in {folder}{span}; the newest:")]
+    lines += [printable(f"    {os.path.basename(p)}") for p in paths[-_ASIDE_EXAMPLES:]]
+    return lines
+
+
+def _spooled_age(path: str) -> Optional[str]:
+    """How long ago a set-aside record was spooled: its name starts with that time (ns)."""
+    import time
+
+    stamp = os.path.basename(path).split("-", 1)[0]
+    if not stamp.isdigit():
+        return None
+    seconds = max(0.0, time.time() - int(stamp) / 1e9)
+    return f"{seconds / 86400:.1f} d" if seconds >= 86400 else f"{seconds:.0f} s"
 
 
 def _kind(item: Mapping[str, Any]) -> str:

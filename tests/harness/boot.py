@@ -29,7 +29,9 @@ UUID and "not a container". That matters because cloud-init only uses IMDSv2
 tokens when it identifies the platform as AWS; otherwise (cloud name
 ``unknown``) all three releases fall back to plain IMDSv1 GETs, which a
 ``http_tokens="required"`` emulator refuses. A stub ``udevadm`` stands in for
-udev (20.4.1's ``init`` stage runs ``udevadm settle`` and fails without it).
+udev (20.4.1's ``init`` stage runs ``udevadm settle`` and fails without it),
+and for the builds whose distribution's package depends on a DHCP client, a
+stub ``dhclient`` that gets no lease.
 """
 
 from __future__ import annotations
@@ -454,7 +456,7 @@ class Instance:
         """The generated /etc/cloud/cloud.cfg (JSON is valid YAML)."""
         cfg: dict[str, Any] = {
             "system_info": {
-                "distro": "debian",
+                "distro": self.release.distro,
                 "paths": {
                     "cloud_dir": "/var/lib/cloud/",
                     "run_dir": "/run/cloud-init/",
@@ -502,6 +504,10 @@ class Instance:
         """udevadm, systemd-detect-virt and dmidecode stand-ins (see module doc)."""
         self.stub_dir.mkdir(exist_ok=True)
         _stub(self.stub_dir / "udevadm", "exit 0\n")
+        if self.release.dhcp_client:
+            # Ec2Local asks for a lease on the NIC; nobody answers, and `dhclient -1`
+            # then exits 2. cloud-init logs that at DEBUG and moves on to Ec2.
+            _stub(self.stub_dir / "dhclient", "exit 2\n")
         virt = "amazon" if self.aws_platform else "kvm"
         _stub(
             self.stub_dir / "systemd-detect-virt",

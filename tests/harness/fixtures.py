@@ -3,9 +3,14 @@
 Register it with ``pytest_plugins = ["tests.harness.fixtures"]`` (in
 tests/conftest.py) or ``-p tests.harness.fixtures``.
 
-* ``cloudinit_release`` (session): one :class:`Release` per supported
-  cloud-init, ids ``20.4.1``, ``22.4.2``, ``25.1.4``, ``26.2``; ``BOSKY_RELEASES=25.1.4,22.4.2``
-  runs a subset. Provisioned on first use (downloads; progress on stderr).
+* ``cloudinit_release`` (session): one :class:`Release` per cloud-init
+  build: Debian's ``20.4.1``, ``22.4.2``, ``25.1.4``, ``26.2`` and the other
+  distributions' ``ubuntu-24.04``, ``ubuntu-22.04``, ``22.2.2``, ``23.4``,
+  ``24.4``. Every test runs on Debian's releases and on the full-set builds
+  (``FULL_BUILD_IDS``); the other builds run only the tests marked
+  ``every_build`` (the one-boot scenarios), which keeps CI's time in bounds.
+  ``BOSKY_RELEASES=ubuntu-24.04,22.4.2`` runs every test on exactly those.
+  Provisioned on first use (downloads or builds; progress on stderr).
 * ``imds`` (function): a running :class:`MetadataServer`.
 * ``instance`` (function): a factory ``instance(env=None, **kwargs) -> Instance``
   whose instances use ``cloudinit_release``, ``imds`` and ``tmp_path``.
@@ -32,23 +37,47 @@ from tests.support import needs
 
 from .boot import Instance
 from .imds import MetadataServer
-from .releases import RELEASE_IDS, Release, compile_bosky, ensure_release
+from .releases import (
+    ALL_IDS,
+    FULL_BUILD_IDS,
+    RELEASE_IDS,
+    Release,
+    SourcesMissing,
+    compile_bosky,
+    ensure_release,
+)
 
 BOOT_FIXTURES = frozenset({"cloudinit_release", "instance"})
 
 
-def selected_releases() -> tuple[str, ...]:
-    """The releases to test: all, or those named in ``$BOSKY_RELEASES``."""
+def _named_releases() -> tuple[str, ...]:
     raw = os.environ.get("BOSKY_RELEASES", "")
     wanted = tuple(part.strip() for part in raw.split(",") if part.strip())
-    if not wanted:
-        return RELEASE_IDS
-    unknown = [w for w in wanted if w not in RELEASE_IDS]
+    unknown = [w for w in wanted if w not in ALL_IDS]
     if unknown:
-        raise pytest.UsageError(
-            f"BOSKY_RELEASES names unknown releases {unknown}; have {RELEASE_IDS}"
-        )
+        raise pytest.UsageError(f"BOSKY_RELEASES names unknown releases {unknown}; have {ALL_IDS}")
     return wanted
+
+
+def selected_releases() -> tuple[str, ...]:
+    """The releases every test runs on: Debian's and the full-set builds, or
+    exactly those named in ``$BOSKY_RELEASES``."""
+    return _named_releases() or RELEASE_IDS + FULL_BUILD_IDS
+
+
+def booted_releases() -> tuple[str, ...]:
+    """``cloudinit_release``'s parameters: the selected ones, plus (unless
+    ``$BOSKY_RELEASES`` names some) the builds that run only ``every_build`` tests."""
+    return _named_releases() or ALL_IDS
+
+
+def load_release(release_id: str) -> Release:
+    """:func:`ensure_release`, where missing source archives are a skip (a
+    failure under ``BOSKY_STRICT=1``) rather than an error."""
+    try:
+        return ensure_release(release_id)
+    except SourcesMissing as exc:
+        needs.unavailable(str(exc))
 
 
 @functools.cache
@@ -73,19 +102,31 @@ def namespace_problem() -> Optional[str]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that boots cloud-init, so ``-m "not cloudinit"`` skips them."""
+    full = set(selected_releases())
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         if BOOT_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.cloudinit)
+        callspec = getattr(item, "callspec", None)
+        build = callspec.params.get("cloudinit_release") if callspec is not None else None
+        one_boot = item.get_closest_marker("every_build") is not None
+        if build is not None and build not in full and not one_boot:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
-@pytest.fixture(scope="session", params=selected_releases())
+@pytest.fixture(scope="session", params=booted_releases())
 def cloudinit_release(request: pytest.FixtureRequest) -> Release:
     """A provisioned cloud-init release (cached across sessions)."""
     problem = namespace_problem()
     if problem:
         needs.unavailable(problem)
-    version: str = request.param
-    release = ensure_release(version)
+    release = load_release(request.param)
     compile_bosky(release)
     return release
 

@@ -1,10 +1,19 @@
 """Fetch, unpack and provision the real cloud-init releases the tests boot.
 
-bosky must work with the cloud-init that Debian actually ships, so the harness
-does not pip-install an upstream cloud-init: it downloads Debian's own
-``cloud-init`` package for each suite with ``apt-get download`` (signature
-checked against the machine's archive keyring), unpacks it with ``dpkg -x``
-and gives it a virtualenv with the Python version that suite ships.
+bosky must work with the cloud-init that distributions actually ship, so the
+harness does not pip-install an upstream cloud-init:
+
+* Debian's releases: Debian's own ``cloud-init`` package for each suite,
+  fetched with ``apt-get download`` (signature checked against the machine's
+  archive keyring) and unpacked with ``dpkg -x``.
+* The other builds EC2 users run (Ubuntu 22.04/24.04, the upstream bases of
+  Amazon Linux 2023 and RHEL 9): built from the source archives in
+  ``../shared/cloud-init-src/`` beside the repository (checked against its
+  ``SHA256SUMS``) the way each distribution builds them: Ubuntu's quilt
+  series applied in order, then ``setup.py install`` with the distribution's
+  template variant, init system and library layout (see :func:`build_from_source`).
+
+Each gets a virtualenv with the Python version its distribution runs it on.
 
 Everything lives under a cache directory (``$BOSKY_TEST_CACHE``, default
 ``<repo>/.cache/harness``) and is built once. A per-release file lock makes
@@ -67,11 +76,32 @@ def _requirement_name(requirement: str) -> str:
 
 
 @dataclass(frozen=True)
+class SourceBuild:
+    """How a distribution builds cloud-init from a source archive.
+
+    ``variant`` is the template variant its build host renders ``cloud.cfg``
+    with (``setup.py --distro``); ``site`` the library directory its Python
+    reads (Debian layout or the interpreter's own site-packages);
+    ``downstream_version`` what Ubuntu's rules write into ``version.py``.
+    """
+
+    archive: str
+    variant: str
+    site: str
+    distribution: str
+    downstream_version: str = ""
+    quilt: bool = False
+
+
+@dataclass(frozen=True)
 class ReleaseSpec:
     """What one supported release is built from.
 
     ``requirements`` are pip requirement strings; one naming a package of
     :data:`COMMON_REQUIREMENTS` (``jsonschema==4.26.0``) replaces that entry.
+    ``release_id`` names it in ``BOSKY_RELEASES`` and test ids (the version,
+    unless two builds share one); ``source`` is set for the builds made from
+    source archives instead of Debian's packages.
     """
 
     def pip_requirements(self) -> list[str]:
@@ -84,6 +114,12 @@ class ReleaseSpec:
     suite: str
     python: str
     requirements: tuple[str, ...] = ()
+    source: Optional[SourceBuild] = None
+    release_id: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.release_id or self.version
 
 
 #: Versions known to work with every release (each booted with them: no
@@ -127,6 +163,52 @@ RELEASE_SPECS: dict[str, ReleaseSpec] = {
 
 RELEASE_IDS: tuple[str, ...] = tuple(RELEASE_SPECS)
 
+#: setup.py's own need when building from source (cloud-init's 22.x-26.x
+#: setup.py still uses ``setup.py install``, which setuptools 75 keeps).
+_BUILD_PINS = ("setuptools==75.8.0",)
+
+_DEBIAN_SITE = "usr/lib/python3/dist-packages"
+_RHEL_SITE = "usr/lib/python3.9/site-packages"
+
+#: The builds the other EC2 distributions run, from ``../shared/cloud-init-src``.
+#: Amazon's and Red Hat's own patches are not public in source-archive form:
+#: 22.2.2, 23.4 and 24.4 are their upstream bases, built as their spec files
+#: build them (``setup.py install --init-system=systemd``, rpm layout).
+BUILD_SPECS: dict[str, ReleaseSpec] = {
+    spec.id: spec
+    for spec in (
+        ReleaseSpec("26.1", "noble", "3.12", _PINS_MODERN + _BUILD_PINS, SourceBuild(
+            "cloud-init-ubuntu_26.1-0ubuntu1_24.04.1.tar.gz", "ubuntu", _DEBIAN_SITE,
+            "Ubuntu 24.04", "26.1-0ubuntu1~24.04.1", quilt=True), "ubuntu-24.04"),
+        # The local index has no jsonpatch 1.48 for 3.10: the 3.9 pins serve it.
+        ReleaseSpec("26.1", "jammy", "3.10", _PINS_PY39 + _BUILD_PINS, SourceBuild(
+            "cloud-init-ubuntu_26.1-0ubuntu1_22.04.1.tar.gz", "ubuntu", _DEBIAN_SITE,
+            "Ubuntu 22.04", "26.1-0ubuntu1~22.04.1", quilt=True), "ubuntu-22.04"),
+        ReleaseSpec("22.2.2", "al2023", "3.9", _PINS_PY39 + _BUILD_PINS, SourceBuild(
+            "cloud-init-22.2.2.tar.gz", "amazon", _RHEL_SITE, "Amazon Linux 2023")),
+        ReleaseSpec("23.4", "rhel9.4", "3.9", _PINS_PY39 + _BUILD_PINS, SourceBuild(
+            "cloud-init-23.4.tar.gz", "rhel", _RHEL_SITE, "RHEL 9.4/9.5")),
+        ReleaseSpec("24.4", "rhel9.6", "3.9", _PINS_PY39 + _BUILD_PINS, SourceBuild(
+            "cloud-init-24.4.tar.gz", "rhel", _RHEL_SITE, "RHEL 9.6")),
+    )
+}
+
+BUILD_IDS: tuple[str, ...] = tuple(BUILD_SPECS)
+
+#: The builds that run every boot scenario (the rest run the one-boot
+#: scenarios marked ``every_build``): Ubuntu 24.04 is the newest code in the
+#: classic four units, on the newest Python. One build, not two: the whole
+#: boot suite costs CI minutes per build.
+FULL_BUILD_IDS: tuple[str, ...] = ("ubuntu-24.04",)
+
+ALL_SPECS: dict[str, ReleaseSpec] = {**RELEASE_SPECS, **BUILD_SPECS}
+ALL_IDS: tuple[str, ...] = tuple(ALL_SPECS)
+
+
+def release_key(release_id: str) -> tuple[int, ...]:
+    """Sort key of a release id by its cloud-init version (newest last)."""
+    return _numbers(ALL_SPECS[release_id].version)
+
 
 @dataclass(frozen=True)
 class Release:
@@ -137,6 +219,8 @@ class Release:
     """
 
     version: str
+    #: The package version (Debian's, or Ubuntu's downstream one); for the
+    #: upstream bases, the upstream version.
     debian_version: str
     suite: str
     python: Path
@@ -146,6 +230,34 @@ class Release:
     #: Where the stages import ``cc_bosky`` from: the checkout, or None when
     #: bosky is installed into ``python`` (see :func:`with_installed_wheel`).
     bosky_dir: Optional[Path] = REPO_ROOT
+    #: ``BOSKY_RELEASES`` name and test id; ``distribution`` says whose build it is.
+    id: str = ""
+    distribution: str = "Debian"
+    #: cloud-init's distro class, as the distribution's own cloud.cfg names it.
+    distro: str = "debian"
+    #: Whether the instance has a DHCP client (a stub that gets no lease):
+    #: these distributions' packages depend on one, and 23.4 logs a WARNING
+    #: (a recoverable error: a degraded boot) for each client it cannot find.
+    dhcp_client: bool = False
+
+    @property
+    def units(self) -> dict[str, str]:
+        """The systemd unit files the release installs: name -> text."""
+        found: dict[str, str] = {}
+        for directory in ("lib/systemd/system", "usr/lib/systemd/system"):
+            for unit in sorted((self.root / directory).glob("cloud-*.service")):
+                found[unit.name] = unit.read_text()
+        return found
+
+    @property
+    def python_minor(self) -> str:
+        """``3.12``: the Python version the distribution runs this release on."""
+        return ALL_SPECS[self.id or self.version].python
+
+    @property
+    def label(self) -> str:
+        """``cloud-init 26.1 (Ubuntu 24.04)`` for messages."""
+        return f"cloud-init {self.version} ({self.distribution} {self.suite})"
 
     def at_least(self, version: str) -> bool:
         """Whether this release is *version* (``"23.4"``) or newer."""
@@ -412,11 +524,11 @@ def _make_venv(spec: ReleaseSpec, venv: Path) -> Path:
     """Create *venv* with the suite's Python and install the runtime requirements."""
     shutil.rmtree(venv, ignore_errors=True)
     interpreter = base_python(spec.python)
-    _progress(f"cloud-init {spec.version}: venv with {interpreter}")
+    _progress(f"cloud-init {spec.id}: venv with {interpreter}")
     _run([str(interpreter), "-m", "venv", str(venv)], timeout=300)
     python = venv / "bin" / "python"
     requirements = spec.pip_requirements()
-    _progress(f"cloud-init {spec.version}: pip install {' '.join(requirements)}")
+    _progress(f"cloud-init {spec.id}: pip install {' '.join(requirements)}")
     _run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
         timeout=PIP_TIMEOUT,
@@ -424,18 +536,126 @@ def _make_venv(spec: ReleaseSpec, venv: Path) -> Path:
     return python
 
 
+# --------------------------------------------------------------------------- source
+
+
+class SourcesMissing(HarnessSetupError):
+    """The source archives beside the repository are not there (a skip, or in
+    strict mode a failure, not a broken build)."""
+
+
+def sources_dir() -> Path:
+    """``../shared/cloud-init-src`` beside the repository root (in CI the clone
+    has ``shared/`` beside it); ``$BOSKY_CLOUD_INIT_SRC`` overrides it."""
+    override = os.environ.get("BOSKY_CLOUD_INIT_SRC")
+    return Path(override) if override else REPO_ROOT.parent / "shared" / "cloud-init-src"
+
+
+def verified_archive(name: str) -> Path:
+    """*name* from :func:`sources_dir`, after checking it against its SHA256SUMS."""
+    import hashlib
+
+    directory = sources_dir()
+    sums = directory / "SHA256SUMS"
+    archive = directory / name
+    if not sums.is_file() or not archive.is_file():
+        raise SourcesMissing(f"cloud-init source archive {archive} (and its SHA256SUMS) not found")
+    wanted = {
+        parts[1].lstrip("*"): parts[0]
+        for parts in (line.split() for line in sums.read_text().splitlines())
+        if len(parts) == 2
+    }
+    if name not in wanted:
+        raise HarnessSetupError(f"{sums} lists no sum for {name}")
+    digest = hashlib.sha256()
+    with open(archive, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != wanted[name]:
+        raise HarnessSetupError(f"{archive}: SHA-256 {digest.hexdigest()} is not {wanted[name]}")
+    return archive
+
+
+def _quilt_series(tree: Path) -> list[Path]:
+    """The patches of ``debian/patches/series``, in order (``#`` comments dropped)."""
+    series = tree / "debian" / "patches" / "series"
+    names = [line.split("#", 1)[0].split() for line in series.read_text().splitlines()]
+    return [tree / "debian" / "patches" / parts[0] for parts in names if parts]
+
+
+def _check_changelog(tree: Path, spec: ReleaseSpec, source: SourceBuild) -> None:
+    """The archive is the package it claims to be: its changelog's first entry
+    names this version and series (an ``*_22.04*`` tag is not always jammy's)."""
+    first = (tree / "debian" / "changelog").read_text().splitlines()[0]
+    match = re.match(r"\S+ \((?P<version>[^)]+)\) (?P<series>[\w-]+);", first)
+    found = (match["version"], match["series"]) if match else None
+    if found != (source.downstream_version, spec.suite):
+        raise HarnessSetupError(f"{source.archive}: debian/changelog starts {first!r}, "
+                                f"not {source.downstream_version} for {spec.suite}")
+
+
+def build_from_source(spec: ReleaseSpec, source: SourceBuild, python: Path, root: Path) -> None:
+    """Build *source* into *root* as its distribution's packaging does.
+
+    Ubuntu (debian/rules, pybuild): the quilt series in order, ``setup.py
+    install`` with ``--init-system=systemd`` into the Debian library layout,
+    then ``@DOWNSTREAM_VERSION@`` in ``version.py`` replaced by the package
+    version (so ``version.py`` has no upstream version, only that one). The
+    RPM spec files: ``setup.py install --init-system=systemd`` into the
+    interpreter's site-packages. The template variant (``--distro``) is what
+    the distribution's build host would render ``cloud.cfg`` with.
+    """
+    archive = verified_archive(source.archive)
+    _progress(f"cloud-init {spec.id}: building from {archive.name}")
+    work = Path(tempfile.mkdtemp(prefix=root.name + ".build.", dir=root.parent))
+    try:
+        _run(["tar", "-xzf", str(archive), "-C", str(work)], timeout=300)
+        trees = [p for p in work.iterdir() if (p / "setup.py").is_file() or (p / "debian").is_dir()]
+        if len(trees) != 1:
+            raise HarnessSetupError(f"{archive.name}: expected one source tree, found {trees}")
+        tree = trees[0]
+        if source.quilt:
+            _check_changelog(tree, spec, source)
+            for patch in _quilt_series(tree):
+                _run(["patch", "-p1", "-s", "--no-backup-if-mismatch", "-i", str(patch)],
+                     timeout=120, cwd=tree)
+        staged = work / "root"
+        env_version = source.downstream_version or spec.version
+        # "install" first and "--distro X" as two words: 22.2.2's setup.py
+        # renders templates only when argv[1] is "install" and knows no "=".
+        cmd = [
+            "env", f"PACKAGED_VERSION={env_version}", str(python), "setup.py", "install",
+            "--root", str(staged), "--prefix", "/usr", "--install-lib", "/" + source.site,
+            "--install-scripts", "/usr/bin", "--init-system=systemd",
+            "--distro", source.variant,
+        ]  # fmt: skip
+        _run(cmd, timeout=PIP_TIMEOUT, cwd=tree)
+        if source.downstream_version:
+            version_py = staged / source.site / "cloudinit" / "version.py"
+            text = version_py.read_text()
+            version_py.write_text(text.replace("@DOWNSTREAM_VERSION@", source.downstream_version))
+        shutil.rmtree(root, ignore_errors=True)
+        staged.rename(root)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- public
 
 
 def _stamp_payload(spec: ReleaseSpec) -> dict[str, object]:
     """What a finished build was made from; a change (e.g. a new pin) rebuilds it."""
-    return {
+    payload: dict[str, object] = {
         "version": spec.version,
         "suite": spec.suite,
         "python": spec.python,
         "requirements": spec.pip_requirements(),
         "layout": 1,
     }
+    if spec.source is not None:
+        payload["source"] = dataclasses.asdict(spec.source)
+        payload["layout"] = 2
+    return payload
 
 
 def _release_from(spec: ReleaseSpec, home: Path, debian_version: str) -> Release:
@@ -446,8 +666,12 @@ def _release_from(spec: ReleaseSpec, home: Path, debian_version: str) -> Release
         suite=spec.suite,
         python=home / "venv" / "bin" / "python",
         root=root,
-        site_dir=root / "usr" / "lib" / "python3" / "dist-packages",
+        site_dir=root / (spec.source.site if spec.source else _DEBIAN_SITE),
         etc_cloud_template=root / "etc" / "cloud",
+        id=spec.id,
+        distribution=spec.source.distribution if spec.source else "Debian",
+        distro=spec.source.variant if spec.source else "debian",
+        dhcp_client=spec.source is not None,
     )
 
 
@@ -493,7 +717,7 @@ def with_installed_wheel(release: Release, wheel: Path, home: Path) -> Release:
     """
     venv = home / "venv"
     shutil.rmtree(venv, ignore_errors=True)
-    _run([str(base_python(RELEASE_SPECS[release.version].python)), "-m", "venv",
+    _run([str(base_python(ALL_SPECS[release.id or release.version].python)), "-m", "venv",
           "--without-pip", str(venv)], timeout=300)
     python = venv / "bin" / "python"
     site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
@@ -523,9 +747,9 @@ def ensure_release(version: str) -> Release:
     Idempotent and safe to call from several processes at once.
     """
     try:
-        spec = RELEASE_SPECS[version]
+        spec = ALL_SPECS[version]
     except KeyError:
-        raise ValueError(f"unknown cloud-init release {version!r}; have {RELEASE_IDS}") from None
+        raise ValueError(f"unknown cloud-init release {version!r}; have {ALL_IDS}") from None
     home = cache_dir() / "releases" / version
     stamp = home / "stamp.json"
     debian_version = _read_stamp(stamp, spec)
@@ -542,10 +766,16 @@ def ensure_release(version: str) -> Release:
                 return release
         started = time.monotonic()
         stamp.unlink(missing_ok=True)
-        deb, debian_version = _fetch_deb(spec, home)
-        release = _release_from(spec, home, debian_version)
-        _unpack(deb, release.root)
-        _make_venv(spec, home / "venv")
+        if spec.source is not None:
+            python = _make_venv(spec, home / "venv")
+            debian_version = spec.source.downstream_version or spec.version
+            release = _release_from(spec, home, debian_version)
+            build_from_source(spec, spec.source, python, release.root)
+        else:
+            deb, debian_version = _fetch_deb(spec, home)
+            release = _release_from(spec, home, debian_version)
+            _unpack(deb, release.root)
+            _make_venv(spec, home / "venv")
         if not _is_usable(release):
             raise HarnessSetupError(f"cloud-init {version}: build finished but is not usable")
         _write_stamp(stamp, spec, debian_version)
@@ -557,5 +787,5 @@ def ensure_release(version: str) -> Release:
 
 # Manual provisioning: python -m tests.harness.releases [VERSION ...]
 if __name__ == "__main__":  # pragma: no cover
-    for release_id in sys.argv[1:] or RELEASE_IDS:
+    for release_id in sys.argv[1:] or ALL_IDS:
         print(ensure_release(release_id))

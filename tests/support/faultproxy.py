@@ -446,11 +446,14 @@ class FaultProxy:
             self._hanging = True
 
     def http_error(
-        self, status: int = 500, times: Optional[int] = 1, error_type: Optional[str] = None
+        self, status: int = 500, times: Optional[int] = 1, error_type: Optional[str] = None,
+        retry_after_ms: Optional[int] = None,
     ) -> None:
-        """Answer the next ``times`` requests with ``status`` and an AWS JSON error."""
+        """Answer the next ``times`` requests with ``status`` and an AWS JSON error
+        (with ``retry_after_ms``: and an ``x-amz-retry-after`` header saying so)."""
         kind = error_type or ERROR_TYPES.get(status, "InternalFailure")
-        self._add("http_error", times, status=status, error_type=kind)
+        self._add("http_error", times, status=status, error_type=kind,
+                  retry_after_ms=retry_after_ms)
 
     def throttle(self, times: Optional[int] = 1) -> None:
         """Answer the next ``times`` requests with HTTP 400 ThrottlingException."""
@@ -627,6 +630,8 @@ class FaultProxy:
         """Carry out one counted fault."""
         if fault.kind == "http_error":
             headers, body = _error_for(record, fault.params["error_type"], "Injected by FaultProxy")
+            if fault.params.get("retry_after_ms") is not None:
+                headers = [*headers, ("x-amz-retry-after", str(fault.params["retry_after_ms"]))]
             return self._reply(
                 h,
                 record,

@@ -154,6 +154,12 @@ MAKERS: Dict[str, Callable[[random.Random], str]] = {
     "azure-ad-client-secret": lambda r: rand(r, 3) + str(r.randint(0, 9)) + "Q~"
     + rand(r, 34, URLSAFE),
     "azure-storage-key": lambda r: mixed(r, 86, B64) + "==",
+    "1password-secret-key": lambda r: "A3-" + "-".join(
+        rand(r, n, string.ascii_uppercase + string.digits) for n in (6, 11, 5, 5, 5)),
+    "aws-bedrock-key": lambda r: "ABSKQmVkcm9ja0FQSUtleS1" + mixed(r, 108, B64) + "=",
+    "flyio-token": lambda r: "fo1_" + rand(r, 43, URLSAFE),
+    "sourcegraph-token": lambda r: "sgp_" + rand(r, 16, HEX) + "_" + rand(r, 40, HEX),
+    "intra42-secret": lambda r: r.choice(["s-s4t2ud-", "s-s4t2af-"]) + rand(r, 64, HEX),
     "jwt": lambda r: _jwt(r, 3),
     "jwt-two-segment": lambda r: _jwt(r, 2),
     "high-entropy-token": lambda r: mixed(r, r.randint(32, 64), ALNUM + "+/_-"),
@@ -174,7 +180,8 @@ ASSIGNED: Tuple[str, ...] = (
     "export API_TOKEN={s}", "+ API_TOKEN={s} ./deploy.sh", "api_key: {s}", "  token: '{s}'",
     '{{"token": "{s}", "user": "deploy"}}', '{{"user":"deploy","secret":"{s}"}}',
     "password = {s}", "client_secret={s}", "--token {s}", "--api-key={s}",
-    "Authorization: Bearer {s}", "X-Api-Key: {s}", "https://api.example.com/v1?api_key={s}&x=1",
+    "Authorization: Bearer {s}", "X-Api-Key: {s}", "-H \"Authorization: Bearer {s}\"",
+    "+ curl -u {s}: https://api.example.com/v1/charges", "STRIPE_KEY ?= {s}", "https://api.example.com/v1?api_key={s}&x=1",
     "{{'password': '{s}', 'host': 'db'}}", "AUTH_TOKEN=\"{s}\"", "secret_key => '{s}'",
     '"{{\\"token\\": \\"{s}\\"}}"',
 )
@@ -188,6 +195,8 @@ PASSWORDS: Tuple[str, ...] = (
     "DATABASE_URL=postgres://app:{u}@db:5432/app", "redis://:{u}@cache:6379/0",
     "[database]\npassword = {s}", "  PASSWORD: \"{s}\"", "Config{{user=app, password={q}}}",
     "--db-password '{s}'", "sshpass -p {q} ssh deploy@10.0.0.5",
+    "+ curl -s --user  'api:{s}' https://api.example.com/v3/messages",
+    "DB_PASSWORD ?= {q}", "const DB_KEY = \"{s}\"", "app.signing-key: {s}",
     "password => \"{s}\"",
 )
 AWS_SECRET: Tuple[str, ...] = (

@@ -1,6 +1,7 @@
 """Fixtures of the VM tier: images per suite, and an instance to boot them as.
 
-``BOSKY_VM_SUITES=bookworm,trixie`` limits the suites booted (default: all four).
+``BOSKY_VM_SUITES=bookworm,trixie`` limits the suites booted (default: all of
+``image.SUITES``, Ubuntu's cloud-init on trixie included).
 """
 
 from __future__ import annotations

@@ -11,6 +11,13 @@ Three cached layers, each built once and reused (under ``$BOSKY_TEST_CACHE/vm``)
    pip on bullseye), then ``bosky install`` and ``bosky doctor --image`` run
    inside it, as an image pipeline would. Keyed also by a hash of bosky's
    package (the .deb and the wheel are built from the checkout).
+   One image is not Debian's cloud-init: ``ubuntu-24.04-on-trixie`` is
+   Ubuntu 24.04's cloud-init 26.1 (its quilt series applied, built as its
+   debian/rules builds it, see :func:`swap_in_cloud_init`) with its own
+   systemd units, on a Debian trixie userland (Debian's Python 3.13 and
+   systemd 257, not Ubuntu's 3.12 and 255). It is the case Ubuntu's
+   ``no-single-process.patch`` makes: the newest cloud-init code with the init
+   stage in ``cloud-init.service`` (``KillMode=control-group``).
 3. *disks*: ``mkfs.ext4 -d`` turns a baked tree plus a few variant files (the
    golden-AMI stanza, or none) into a raw disk in seconds, with no loop mount.
 
@@ -22,6 +29,7 @@ fails, because an image pipeline would fail there too.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -53,17 +61,32 @@ BASE_PACKAGES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Suite:
-    """One Debian suite the tier boots, and how README tells its users to install bosky."""
+    """One Debian suite the tier boots, and how README tells its users to install bosky.
+
+    ``cloud_init_build`` names a harness build (tests/harness/releases.py) that
+    replaces Debian's cloud-init in the image; ``debian`` is then the suite
+    whose userland it runs on.
+    """
 
     name: str
-    cloud_init: str  # the version Debian ships there (asserted from the boot)
+    cloud_init: str  # the version the boot reports (asserted from the boot)
     python: str
     route: str  # "deb" (apt installs the .deb) or "pip" (the README's pip route)
     dhcp_client: str = "isc-dhcp-client"
+    debian: str = ""
+    cloud_init_build: str = ""
+
+    @property
+    def debian_suite(self) -> str:
+        return self.debian or self.name
 
     def packages(self) -> tuple[str, ...]:
         extra = ("python3-pip",) if self.route == "pip" else ()
         return (*BASE_PACKAGES, self.dhcp_client, *extra)
+
+
+#: Ubuntu's cloud-init on a Debian userland (see the module doc).
+UBUNTU_ON_DEBIAN = "ubuntu-24.04-on-trixie"
 
 
 SUITES: Mapping[str, Suite] = {
@@ -73,6 +96,8 @@ SUITES: Mapping[str, Suite] = {
         Suite("trixie", "25.1.4", "3.13", "deb"),
         # sid has no isc-dhcp-client any more.
         Suite("sid", "26.2", "3.14", "deb", dhcp_client="dhcpcd-base"),
+        Suite(UBUNTU_ON_DEBIAN, "26.1-0ubuntu1~24.04.1", "3.13", "deb", debian="trixie",
+              cloud_init_build="ubuntu-24.04"),
     )
 }
 
@@ -145,19 +170,20 @@ def _system_env() -> dict[str, str]:
 
 def base_rootfs(suite: Suite) -> Path:
     """The suite's root file system from its own packages (built once, then cached)."""
-    key = _digest(suite.name, suite.packages(), 1)
-    done = vm_cache() / f"base-{suite.name}-{key}"
-    with file_lock(vm_cache() / f"base-{suite.name}.lock"):
+    debian = suite.debian_suite  # images on the same userland share their base
+    key = _digest(debian, suite.packages(), 1)
+    done = vm_cache() / f"base-{debian}-{key}"
+    with file_lock(vm_cache() / f"base-{debian}.lock"):
         if (done / "etc" / "os-release").exists():
             return _used(done)
-        archives = vm_cache() / "archives" / suite.name
+        archives = vm_cache() / "archives" / debian
         archives.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"base-{suite.name}-", dir=vm_cache()))
+        work = Path(tempfile.mkdtemp(prefix=f"base-{debian}-", dir=vm_cache()))
         aptopt = work.with_suffix(".aptopt")
         # sid's InRelease can be past its Valid-Until on a mirror snapshot.
         aptopt.write_text('Acquire::Check-Valid-Until "false";\n')
         began = time.monotonic()
-        _log(f"building the {suite.name} root file system with mmdebstrap (about a minute)")
+        _log(f"building the {debian} root file system with mmdebstrap (about a minute)")
         try:
             run(["mmdebstrap", "--variant=apt", "--include=" + ",".join(suite.packages()),
                  f"--aptopt={aptopt}", "--skip=download/empty",
@@ -165,13 +191,13 @@ def base_rootfs(suite: Suite) -> Path:
                  '--setup-hook=mkdir -p "$1"/var/cache/apt/archives',
                  f"--setup-hook=sync-in {archives} /var/cache/apt/archives/",
                  f"--customize-hook=sync-out /var/cache/apt/archives {archives}",
-                 suite.name, str(work / "root"), debian_mirror_uri()],
-                timeout=BUILD_TIMEOUT, what=f"mmdebstrap {suite.name}", env=_system_env())
+                 debian, str(work / "root"), debian_mirror_uri()],
+                timeout=BUILD_TIMEOUT, what=f"mmdebstrap {debian}", env=_system_env())
             os.rename(work / "root", done)
         finally:
             shutil.rmtree(work, ignore_errors=True)
             aptopt.unlink(missing_ok=True)
-        _log(f"{suite.name} root file system built in {time.monotonic() - began:.0f} s")
+        _log(f"{debian} root file system built in {time.monotonic() - began:.0f} s")
         return _used(done)
 
 
@@ -287,7 +313,8 @@ def baked_rootfs(suite: Suite, artifacts: Artifacts, with_bosky: bool = True) ->
     (``with_bosky=False``: the same image without it, the benchmark's baseline)."""
     base = base_rootfs(suite)
     key = _digest(base.name, artifacts.key if with_bosky else "no-bosky", PROBE_UNIT,
-                  PROBE_SCRIPT.read_text(), IMAGE_CLOUD_CFG)
+                  PROBE_SCRIPT.read_text(), IMAGE_CLOUD_CFG, suite.cloud_init_build,
+                  SWAP_LAYOUT if suite.cloud_init_build else 0)
     done = vm_cache() / f"baked-{suite.name}-{key}"
     with file_lock(vm_cache() / f"baked-{suite.name}.lock"):
         if (done / "etc" / "bosky-vm-baked").exists():
@@ -299,6 +326,11 @@ def baked_rootfs(suite: Suite, artifacts: Artifacts, with_bosky: bool = True) ->
             run(["cp", "-a", "--reflink=auto", str(base), str(root)], what="copying the base")
             if with_bosky:
                 install_bosky(suite, root, artifacts)
+            if suite.cloud_init_build:
+                swap_in_cloud_init(root, suite.cloud_init_build)
+                if with_bosky:  # cloud.cfg changed: the drop-in follows it, as after an upgrade
+                    chroot(root, "bosky", "install", what="bosky install (new cloud-init)")
+                    chroot(root, "bosky", "doctor", "--image", what="bosky doctor --image")
             _add_instrumentation(root)
             (root / "etc" / "bosky-vm-baked").write_text(artifacts.key + "\n")
             os.rename(root, done)
@@ -329,6 +361,55 @@ def install_bosky(suite: Suite, root: Path, artifacts: Artifacts) -> None:
         (tmp / "bosky.txt").unlink()
     chroot(root, "bosky", "install", what="bosky install")
     chroot(root, "bosky", "doctor", "--image", what="bosky doctor --image")
+
+
+#: Bump to rebuild images whose cloud-init :func:`swap_in_cloud_init` replaced.
+SWAP_LAYOUT = 1
+
+
+def swap_in_cloud_init(root: Path, build_id: str) -> None:
+    """Replace the image's Debian cloud-init with harness build *build_id*, as its
+    own package would lay it out: Debian's package purged (``--force-depends``:
+    bosky's package stays), then the build's library, commands, ``/etc/cloud``
+    and systemd units, and its four services enabled as its postinst does.
+
+    The build is made again here, from the same source archive, by the image's
+    own rules: the library in ``/usr/lib/python3/dist-packages`` (any Python 3
+    reads it; the image's is Debian's 3.13) and ``cloud.cfg`` rendered with
+    the ``debian`` template variant, as Ubuntu's debian/rules renders it on a
+    Debian build host: an ``ubuntu`` cloud.cfg would have cloud-init manage a
+    default ``ubuntu`` user in groups (``lxd``) and apt sources that this
+    userland does not have, which is not what the test is about.
+    """
+    from tests.harness import releases
+
+    spec = releases.ALL_SPECS[build_id]
+    assert spec.source is not None, f"{build_id} is not built from source"
+    harness_build = releases.ensure_release(build_id)  # its Python has setuptools and jinja2
+    source = dataclasses.replace(spec.source, variant="debian")
+    staged = Path(tempfile.mkdtemp(prefix="swap-", dir=vm_cache())) / "root"
+    try:
+        releases.build_from_source(spec, source, harness_build.python, staged)
+        chroot(root, "dpkg", "--purge", "--force-depends", "cloud-init",
+               what="dpkg --purge cloud-init (Debian's)")
+        for link in (root / "etc/systemd/system").rglob("cloud-*"):
+            if link.is_symlink():  # enablement links of Debian's units, if any are left
+                link.unlink()
+        for script in (staged / "usr/bin").iterdir():
+            text = script.read_text()
+            if text.startswith("#!"):  # setup.py wrote the harness venv's Python there
+                script.write_text("#!/usr/bin/python3\n" + text.split("\n", 1)[1])
+        for top in ("lib", "bin", "sbin"):  # merged /usr: /lib is a link to usr/lib
+            if (root / top).is_symlink() and (staged / top).is_dir():
+                run(["cp", "-a", "-T", str(staged / top), str(staged / "usr" / top)],
+                    what=f"merging /{top} into /usr/{top}")
+                shutil.rmtree(staged / top)
+        run(["cp", "-a", "--no-preserve=ownership", "-T", str(staged), str(root)],
+            what=f"copying the {build_id} build into the image")
+    finally:
+        shutil.rmtree(staged.parent, ignore_errors=True)
+    chroot(root, "systemctl", "enable", "cloud-init-local.service", "cloud-init.service",
+           "cloud-config.service", "cloud-final.service", what="enabling its units")
 
 
 def _add_instrumentation(root: Path) -> None:

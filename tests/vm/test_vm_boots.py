@@ -1,4 +1,5 @@
-"""bosky on whole-machine boots: a kernel, systemd as PID 1, Debian's own cloud-init.
+"""bosky on whole-machine boots: a kernel, systemd as PID 1, Debian's own cloud-init,
+and one image of Ubuntu 24.04's cloud-init on a Debian userland (tests/vm/image.py).
 
 Each test is something a platform engineer lives through with a golden AMI,
 and asserts on what the consumer's queue receives. The first scenario boots
@@ -20,7 +21,7 @@ from tests.conftest import assert_valid_event
 from tests.support.emulator import EventBridgeEmulator
 from tests.support.faultproxy import FaultProxy
 from tests.vm.conftest import InstanceFactory
-from tests.vm.image import SUITES
+from tests.vm.image import SUITES, UBUNTU_ON_DEBIAN
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -97,11 +98,12 @@ def _seconds(stamp: str) -> float:
         tzinfo=timezone.utc).timestamp()
 
 
-@pytest.mark.parametrize("suite", ["bullseye", "bookworm"])
+@pytest.mark.parametrize("suite", ["bullseye", "bookworm", UBUNTU_ON_DEBIAN])
 def test_init_stage_failure_then_hang_still_gets_its_timeout(
         suite: str, instance: InstanceFactory, detail_validator: Any) -> None:
-    """Scenario 3: a failing bootcmd makes cloud-init.service fail (20.4.1 and 22.4.2
-    keep systemd's KillMode=control-group there), then a runcmd hangs past the
+    """Scenario 3: a failing bootcmd makes cloud-init.service fail (20.4.1, 22.4.2
+    and Ubuntu's 26.1, whose no-single-process.patch keeps the four units, leave
+    systemd's KillMode=control-group there), then a runcmd hangs past the
     deadline. The `timeout` leaves during the hang, the verdict after it."""
     vm = instance(suite, user_data=HANG_USER_DATA, golden=False)
     vm.machine.boot()
