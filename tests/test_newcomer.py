@@ -208,7 +208,7 @@ def test_no_credentials_off_ec2_is_said_at_once_naming_each_place(home_env, user
     assert "the instance metadata service (http://169.254.169.254: network is unreachable)" \
         in done.stderr
     assert done.stderr.endswith("not sent (and not spooled)\n")
-    assert not Path(home_env["BOSKY_SPOOL_DIR"]).exists()
+    assert not list(Path(home_env["BOSKY_SPOOL_DIR"]).glob("*.event"))  # nothing spooled
 
 
 def test_a_region_only_profile_is_not_a_credential_source(home_env) -> None:
@@ -239,3 +239,53 @@ def test_permissions_without_a_project_warns(home_env) -> None:
     assert "events:source" in done.stdout and '"unknown"' in done.stdout
     assert done.stderr == ("bosky: warning: no project (--project, BOSKY_PROJECT or "
                            "'project:'): this policy allows only Source 'unknown'\n")
+
+
+# -- bosky schema on a workstation (no cloud-init for this Python) -----------------------
+
+
+TYPO = "#cloud-config\nbosky:\n  project: web\nruncmnd:\n  - echo hello\n"
+
+
+def test_schema_without_cloud_init_never_calls_a_typo_valid(home_env, tmp_path) -> None:
+    user_data = tmp_path / "user-data.yaml"
+    user_data.write_text(TYPO)
+    done = newcomer.run(["schema", str(user_data)], home_env)
+    assert done.returncode == 0 and done.stderr == ""  # the report is all on stdout
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{user_data}: bosky's stanza valid, cloud-init's keys not checked"
+    assert lines[1].startswith(f"not checked: {user_data}: cloud-init's own keys (runcmnd): "
+                               "cloud-init is not importable by this Python (")
+    assert lines[1].endswith("run bosky schema with the Python that runs cloud-init (on the "
+                             "image: python3 -m cc_bosky schema FILE), or cloud-init schema "
+                             "-c FILE")
+    assert len(lines) == 2
+
+
+def test_schema_reads_stdin_and_speaks_json(home_env) -> None:
+    done = newcomer.run(["schema", "-", "--json"], home_env,
+                        input=TYPO.replace("project:", "projcet:"))
+    assert done.returncode == 2 and done.stderr == ""
+    report = json.loads(done.stdout)
+    assert report["Valid"] is False
+    assert report["Problems"] == ["stdin: bosky: projcet: unknown key; did you mean 'project'?"]
+    assert "runcmnd" in report["NotChecked"][0]
+
+
+def test_schema_root_without_instance_is_a_usage_error(home_env, tmp_path) -> None:
+    done = newcomer.run(["schema", "f.yaml", "--root", str(tmp_path)], home_env)
+    assert done.returncode == 2
+    assert done.stderr == "bosky: --root goes with --instance (see 'bosky schema --help')\n"
+
+
+def test_an_unknown_config_key_gets_the_key_it_was_meant_to_be(home_env, tmp_path) -> None:
+    cfg = tmp_path / "bosky.yaml"
+    cfg.write_text("project: web\ndeadlin: 600\n")
+    done = newcomer.run(["--pass", "x", "--dry-run", "--config", str(cfg)], home_env)
+    assert done.returncode == 2
+    assert done.stderr == f"bosky: {cfg}: deadlin: unknown key; did you mean 'deadline'?\n"
+    done = newcomer.run(["--pass", "x", "--dry-run", "--region", "eu-west-1"],
+                        {**home_env, "BOSKY_DEADLIN": "600"})
+    assert done.returncode == 0
+    assert done.stderr == ("bosky: warning: environment: BOSKY_DEADLIN is not a setting "
+                           "(ignored); did you mean 'BOSKY_DEADLINE'?\n")

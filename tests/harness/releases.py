@@ -767,6 +767,7 @@ def ensure_release(version: str) -> Release:
         started = time.monotonic()
         stamp.unlink(missing_ok=True)
         if spec.source is not None:
+            verified_archive(spec.source.archive)  # missing sources: say so before pip runs
             python = _make_venv(spec, home / "venv")
             debian_version = spec.source.downstream_version or spec.version
             release = _release_from(spec, home, debian_version)
