@@ -464,7 +464,12 @@ def _mask_yaml_blocks(c: _Compiled, text: str) -> str:
 
 def _mask_entry(c: _Compiled, line: str) -> str:
     entry = c.yaml_entry.fullmatch(line)
-    if entry is None or "[REDACTED" in entry.group(2) or _is_placeholder(c, entry.group(2)):
+    if entry is None:  # a value's own line (`tls.key: |` and its base64 lines below)
+        body = line.lstrip(" \t")
+        return line if body[:1] == "#" or "[REDACTED" in body else line[:_indent(line)] + MASK
+    value = entry.group(2)
+    if ("[REDACTED" in value or _is_placeholder(c, value)
+            or c.block_indicator.fullmatch(value) or value[:1] == "#"):
         return line
     return entry.group(1) + MASK + entry.group(3)
 

@@ -578,10 +578,12 @@ def test_kubectl_printing_a_secret_loses_its_data_but_a_config_map_keeps_its() -
            "- apiVersion: v1\n  data:\n    LOG_LEVEL: info\n  kind: ConfigMap\n"
            "  metadata:\n    name: app-settings\n"
            f"- apiVersion: v1\n  data:\n    username: YXBw\n    password: {password}\n"
+           f"    tls.key: |\n      {password[:12]}\n      {password[12:]}\n"
            "  kind: Secret\n  metadata:\n    name: app-db\n  type: Opaque\n"
            "kind: List")
     out = redact(log)
     assert password not in out and "username: [REDACTED]" in out
+    assert password[:12] not in out and password[12:] not in out
     assert "    LOG_LEVEL: info\n  kind: ConfigMap" in out
     assert "name: app-db" in out
 

@@ -258,6 +258,7 @@ KUBERNETES_SECRET: Tuple[str, ...] = (
     "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  dsn-user: app\n"
     "  conn: \"{s}\"",
     "apiVersion: 'v1'\ndata:\n  extra: '{s}'\nkind: 'Secret'",
+    "kind: Secret\ndata:\n  # PEM, base64\n  tls.key: |\n    {s}\n    {s}\ntype: kubernetes.io/tls",
 )
 CALL_ARGUMENT: Tuple[str, ...] = (
     'os.getenv("DB_PASSWORD", "{s}")', "os.environ.get('API_TOKEN', '{s}')",
