@@ -15,6 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from .layers import (
     DEFAULT_CONFIG_FILE,
     checked,
+    env_typos,
     from_env,
     keys,
     lenient,
@@ -84,5 +85,5 @@ def resolve(
     return build(from_file, env, given)
 
 
-__all__ = ["DEFAULT_CONFIG_FILE", "Settings", "build", "checked", "from_env", "keys", "lenient",
-           "parse_yaml", "problems", "read_file", "resolve", "schema"]
+__all__ = ["DEFAULT_CONFIG_FILE", "Settings", "build", "checked", "env_typos", "from_env", "keys",
+           "lenient", "parse_yaml", "problems", "read_file", "resolve", "schema"]

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import stat
 import time
-from typing import Optional
+from typing import Any, Dict, Optional
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR = os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW
@@ -255,3 +256,14 @@ def read_bytes(path: str, limit: int) -> bytes:
 __all__ = ["TMP_PREFIX", "UnsafePath", "append", "checked_dir", "create_new", "lock",
            "locked_elsewhere", "open_append", "private_dir", "read_bytes", "safe_name",
            "write_atomic"]
+
+
+def read_json(path: str) -> Optional[Dict[str, Any]]:
+    """The JSON object in ``path``; None when it is missing, unreadable, not JSON
+    or not an object (bosky's state files, cloud-init's records)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

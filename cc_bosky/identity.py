@@ -15,6 +15,8 @@ import socket
 from typing import Any, Dict, Mapping, Optional
 from urllib.parse import urlsplit
 
+from .files import read_json
+
 INSTANCE_DATA = "/run/cloud-init/instance-data.json"
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 IMDS_DEFAULT = "http://169.254.169.254"
@@ -90,12 +92,7 @@ def from_instance_data(path: str = INSTANCE_DATA) -> Identity:
 
 def read_instance_data(path: str = INSTANCE_DATA) -> Optional[Dict[str, Any]]:
     """cloud-init's record of the instance (world-readable, no network); None without one."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json(path)
 
 
 def identity_from_record(data: Any) -> Identity:

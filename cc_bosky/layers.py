@@ -209,6 +209,23 @@ def from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
     return found
 
 
+#: BOSKY_ variables that are not settings but are bosky's all the same.
+_OTHER_ENV = ("BOSKY_CONFIG", "BOSKY_INSTANCE_ID")
+
+
+def env_typos(environ: Mapping[str, str]) -> List[str]:
+    """A warning for each BOSKY_ variable that is no setting but close to one
+    (``BOSKY_DEADLIN``): the environment has no schema to reject it."""
+    names = [f"BOSKY_{key.upper()}" for key in keys()]
+    found = []
+    for name in environ:
+        if name.startswith("BOSKY_") and name not in names and name not in _OTHER_ENV:
+            hint = validation.did_you_mean(name, names)
+            if hint:
+                found.append(f"environment: {name} is not a setting (ignored){hint}")
+    return found
+
+
 def _coerce(raw: str, spec: Mapping[str, Any], name: str) -> Any:
     kind = spec.get("type")
     boolean = kind == "boolean" or (isinstance(kind, list) and "boolean" in kind)

@@ -45,8 +45,16 @@ def redact(text: str) -> str:
         text = compiled.private_pem.sub(_pem_mask, text)
         text = _mask_headless_keys(compiled, text)
     text = compiled.token_run.sub(compiled.mask_tokens, text)
+    # Which rules' words are in the text at all, looked for once: several
+    # rules share their words, and a search through a 256 KiB tail costs
+    # ~0.3 ms a word (the masks put in below hold none of them).
+    lower = text.lower()
+    present = {n for n in compiled.needles if n in lower}
     for pattern, replace, needles in compiled.subs:
-        text = _on_lines_with(text, needles, pattern, replace)
+        found = tuple(n for n in needles if n in present)
+        if found:
+            text = _on_lines_with(text, found, pattern, replace)
+    text = _mask_yaml_blocks(compiled, text)
     return _mask_high_entropy(compiled, text)
 
 
@@ -181,7 +189,19 @@ class _Compiled:
                                   + r"(\"[^\"\n]*\"|'[^'\n]*'|\S+)")
         self.glued_p = _Lazy(r"([ \t]-p)" + _NOT_MASKED
                                   + r"('[^'\n]*'|\"[^\"\n]*\"|[^\s-]\S*)")
+        self.secret_word = _Lazy("(?i)(?:" + "|".join(rules.SECRET_WORDS) + ")")
+        camel = "|".join(w.capitalize() for w in rules.REFERENCE_SUFFIXES.split("|"))
+        self.reference_name = _Lazy(  # secret_arn, tokenPath
+            rf"(?:(?i:[_.-](?:{rules.REFERENCE_SUFFIXES}))|(?<=[a-z])(?:{camel}))\Z")
+        self.block_indicator = _Lazy(r"[|>][-+0-9]{0,2}")
+        # A YAML key alone on its line, its value on the lines indented under it.
+        # (A block scalar's key may follow a log prefix: `+ `, a timestamp.)
+        self.yaml_head = _Lazy(r"([ \t]*)((?:[^\n]*?[ \t])?(?:- )?)([\"']?)([\w.-]{1,80})\3:"
+                               r"[ \t]*((?:[|>][-+0-9]{0,2})?)[ \t]*\r?")
+        self.yaml_entry = _Lazy(r"([ \t]*(?:- )?[\"']?[\w.-]{1,250}[\"']?:[ \t]+)(\S.*?)(\r?)")
+        self.kind_secret = _Lazy(r"(?i)[ \t]*(?:- )?kind:[ \t]*[\"']?Secret[\"']?[ \t]*\r?")
         self.subs = _substitutions(self)
+        self.needles = frozenset(n for _, _, needles in self.subs for n in needles)
 
     def label(self, m: Match[str]) -> str:
         return self.labels[m.lastgroup or ""]
@@ -214,8 +234,8 @@ def _substitutions(c: _Compiled) -> List[_Sub]:
     params = "|".join(rules.SECRET_QUERY_PARAMS)
     logins = "|".join(rules.P_IS_PASSWORD)
     scheme = r"(?:bearer|basic|token|digest|negotiate|aws4-hmac-sha256|sso-key|apikey)"
-    keyword_needles = ("pass", "pwd", "secret", "token", "key", "credential", "auth", "cookie",
-                       "sas")
+    keyword_needles = ("pass", "pwd", "secret", "token", "key", "cred", "auth", "cookie",
+                       "sas", "sonar", "_pat", "jwt", "dsn")
     return [
         # Credentials in URLs: scheme://user:password@host, also redis://:password@host.
         (_Lazy(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/@]*:)" + _NOT_MASKED
@@ -236,7 +256,8 @@ def _substitutions(c: _Compiled) -> List[_Sub]:
                     + r"([^\"'\n]+)(?=\2)"),
          lambda m: f"{m.group(1)}{MASK}", ("-u", "--user")),
         # curl -u user:password, and -u TOKEN: (an API key as the user name).
-        (_Lazy(r"(?<![\w-])((?:-u|--user)(?:[ \t]+|=)?[\"']?[^\s:\"']*:)" + _NOT_MASKED
+        (_Lazy(r"(?<![\w-])((?:-u|--user)(?:[ \t]+|=)?"
+               r"(?:\"[^\"\n:]*\"|'[^'\n:]*'|[\"']?[^\s:\"']*):)" + _NOT_MASKED
                     + r"('[^'\n]*'|\"[^\"\n]*\"|[^\s\"']*)"),
          _user_password, ("-u", "--user")),
         # docker login -p PASSWORD (and the other tools whose -p is a password), and
@@ -249,13 +270,33 @@ def _substitutions(c: _Compiled) -> List[_Sub]:
          else m.group(), ("login", "sshpass")),
         (_Lazy(r"(?i)\b(?:mysql|mariadb|mysqladmin|mysqldump)[\w-]*\b[^\n]*"),
          lambda m: c.glued_p.sub(_login_p, m.group()), ("mysql", "mariadb")),
+        # Bundler's per-host credentials: BUNDLE_GEMS__EXAMPLE__COM=user:password.
+        (_Lazy(rf"(?<![\w-])({rules.BUNDLER_HOST_NAME}[\"']?[ \t]*[=:][ \t]*[\"']?)"
+               + _NOT_MASKED + r"(?![A-Za-z][\w+.-]*://)[^\s:\"';]+:[^\s\"';]+"),
+         lambda m: f"{m.group(1)}{MASK}", ("bundle_",)),
+        # A secret's name and value as a call's first two arguments:
+        # getenv("DB_PASSWORD", "default"), GetEnvOrDefault("api_token", "...").
+        (_Lazy(rf"(?i)(\([ \t]*([\"'])(?P<name>{key})\2[ \t]*,[ \t]*)" + _NOT_MASKED
+               + r"(\"(?:[^\"\\\n]|\\.){1,4096}\"|'[^'\n]{1,4096}')"),
+         lambda m: m.group(0) if _names_no_secret(c, m["name"]) or _is_placeholder(c, m.group(4))
+         else f"{m.group(1)}{_quoted_mask(m.group(4))}", keyword_needles),
+        # XML settings: <add key="ClearTextPassword" value="..." /> (NuGet, .NET
+        # app settings), <param name="apiToken" value="..."/>.
+        (_Lazy(r"(?i)(<[\w:.-]+[^<>\n]{0,400}?(?<![\w-])(?:key|name)[ \t]*=[ \t]*([\"'])"
+               r"(?P<name>[^\"'\n]{1,80})\2[^<>\n]{0,400}?(?<![\w-])value[ \t]*=[ \t]*)"
+               + _NOT_MASKED + r"(\"[^\"\n]*\"|'[^'\n]*')"),
+         lambda m: m.group(0) if (not c.secret_word.search(m["name"])
+                                  or _names_no_secret(c, m["name"])
+                                  or _is_placeholder(c, m.group(4)) or len(m.group(4)) == 2)
+         else f"{m.group(1)}{_quoted_mask(m.group(4))}", ("value",)),
         # --password VALUE, --db-token=VALUE
         (_Lazy(rf"(?i)((?<![\w-])--[\w-]{{0,40}}{word}[\w-]{{0,40}}(?:[ \t]+|=))"
                     + _NOT_MASKED + r"(?!-)(" + quoted + r"|\S+)"),
          lambda m: m.group(0) if _is_placeholder(c, m.group(2))
          else f"{m.group(1)}{_quoted_mask(m.group(2))}", keyword_needles),
         # KEY=value, the env form: the value is one shell word or one quoted string.
-        (_Lazy(rf"(?i)({key}=)" + _NOT_MASKED + r"(" + quoted + r"|[^\s\"'`]+)"),
+        (_Lazy(rf"(?i)({key}=)" + _NOT_MASKED + r"(\$\{\{[^}\n]*\}\}|" + quoted
+               + r"|[^\s\"'`]+)"),
          lambda m: m.group(0) if _is_placeholder(c, m.group(2))
          else f"{m.group(1)}{_quoted_mask(m.group(2))}", keyword_needles),
         # key: value, key = value, "key": "value", 'key' => 'value': a quoted
@@ -269,6 +310,11 @@ def _substitutions(c: _Compiled) -> List[_Sub]:
                     + _NOT_MASKED + r"(" + quoted + r"|[^\s\"'][^\n]*)"),
          lambda m: _assignment(c, m), keyword_needles),
     ]
+
+
+def _names_no_secret(c: _Compiled, name: str) -> bool:
+    """``secret_arn``, ``public_key``: a name that points at a secret or holds public data."""
+    return bool(c.reference_name.search(name) or c.not_secret_key.search(name))
 
 
 def _login_p(m: Match[str]) -> str:
@@ -312,7 +358,8 @@ def _assignment(c: _Compiled, m: Match[str]) -> str:
     if value[:1] in "\"'" or value[:2] == '\\"':
         return m.group(0) if _is_placeholder(c, value) else m.group(1) + _quoted_mask(value)
     stripped = value.rstrip()
-    if _is_placeholder(c, stripped) or _is_prose(stripped):
+    if (_is_placeholder(c, stripped) or _is_prose(stripped)
+            or c.block_indicator.fullmatch(stripped)):  # `password: |`: _mask_yaml_blocks
         return m.group(0)
     return m.group(1) + MASK + value[len(stripped):]
 
@@ -330,6 +377,126 @@ def _is_prose(value: str) -> bool:
 
 
 # -- blocks ------------------------------------------------------------------------------
+
+# How far around a Secret's data: block its `kind:` line is looked for (lines
+# each way): kubectl prints `kind` after `data`, a hand-written manifest before.
+_MANIFEST_REACH = 200
+
+
+def _may_open_yaml_block(line: str) -> bool:
+    """``key: |``, ``key: >-`` or ``data:`` at the end of ``line``, found with string methods.
+
+    Most lines of a log fail here, before the head's pattern (whose log
+    prefix backtracks over each space) is tried.
+    """
+    end = line.rstrip()
+    if end[-1:] == ":":
+        return end[-5:] == "data:" or end[-5:] == "Data:"
+    end = end.rstrip("-+0123456789")
+    return end[-1:] in ("|", ">") and end[:-1].rstrip()[-1:] == ":"
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _mask_yaml_blocks(c: _Compiled, text: str) -> str:
+    """YAML values that span lines: a secret's block scalar and a Kubernetes Secret's data.
+
+    ``password: |`` (or ``>``) hides its value on the lines indented under
+    it; a Secret manifest printed by ``kubectl get -o yaml`` or ``cat`` holds
+    base64 values under ``data:`` whose keys (``username``, ``tls.key``,
+    ``.dockerconfigjson``) name no secret; only the manifest's ``kind: Secret``
+    line, above or below, says so. Only lines holding ``: |``, ``: >`` or a
+    data key are looked at.
+    """
+    starts = set()
+    for needle in (": |", ":|", ": >", ":>", "data:", "Data:"):
+        i = text.find(needle)
+        while i != -1:
+            start = text.rfind("\n", 0, i) + 1
+            end = text.find("\n", i)
+            end = len(text) if end == -1 else end
+            if _may_open_yaml_block(text[start:end]):
+                starts.add(start)
+            i = text.find(needle, end)
+    if not starts:
+        return text
+    heads = []
+    line_no = at = 0
+    for start in sorted(starts):  # counted from one head to the next: linear in the text
+        line_no += text.count("\n", at, start)
+        at = start
+        heads.append(line_no)
+    lines = text.split("\n")
+    changed = False
+    done = 0  # lines before this one are in a block already masked
+    for i in heads:
+        if i < done:
+            continue
+        line = lines[i]
+        head = c.yaml_head.fullmatch(line)
+        if head is None:
+            continue
+        name, block = head.group(4), head.group(5)
+        ind = len(head.group(1))
+        if block:
+            if not c.secret_word.search(name) or _names_no_secret(c, name):
+                continue
+            entries = False  # the whole block is the value
+        elif (name in rules.KUBERNETES_SECRET_DATA and head.group(2) in ("", "- ")
+              and _in_kubernetes_secret(c, lines, i, ind + len(head.group(2)))):
+            ind += len(head.group(2))
+            entries = True  # each `key: value` under data: is one
+        else:
+            continue
+        j = i + 1
+        while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > ind):
+            if lines[j].strip():
+                new = (_mask_entry(c, lines[j]) if entries
+                       else lines[j][:_indent(lines[j])] + MASK)
+                changed = changed or new != lines[j]
+                lines[j] = new
+            j += 1
+        done = j
+    return "\n".join(lines) if changed else text
+
+
+def _mask_entry(c: _Compiled, line: str) -> str:
+    entry = c.yaml_entry.fullmatch(line)
+    if entry is None:  # a value's own line (`tls.key: |` and its base64 lines below)
+        body = line.lstrip(" \t")
+        return line if body[:1] == "#" or "[REDACTED" in body else line[:_indent(line)] + MASK
+    value = entry.group(2)
+    if ("[REDACTED" in value or _is_placeholder(c, value)
+            or c.block_indicator.fullmatch(value) or value[:1] == "#"):
+        return line
+    return entry.group(1) + MASK + entry.group(3)
+
+
+def _in_kubernetes_secret(c: _Compiled, lines: List[str], at: int, ind: int) -> bool:
+    """Whether the mapping holding line ``at`` (a ``data:`` at indent ``ind``) has ``kind: Secret``.
+
+    Walks the mapping's own keys up and down (deeper lines are their values)
+    and stops where it ends: a line less indented, ``---``, or a list item's
+    first key (``- apiVersion: v1`` in a List).
+    """
+    for step in (-1, 1):
+        j = at + step
+        while 0 <= j < len(lines) and abs(j - at) <= _MANIFEST_REACH:
+            line = lines[j]
+            if line.strip() and _indent(line) <= ind:
+                item = line.lstrip(" \t").startswith("- ")
+                if _indent(line) + (2 if item else 0) != ind or ":" not in line:
+                    break
+                if c.kind_secret.fullmatch(line):
+                    return True
+                if item and step == -1:
+                    break  # the item's first key: the mapping starts here
+                if item:
+                    break  # the next item
+            j += step
+    return False
 
 def _walk_back(c: _Compiled, text: str, end: int, floor: int) -> int:
     """Where the run of key-body lines that ends at ``end`` starts."""

@@ -100,6 +100,8 @@ TOKENS: Tuple[TokenFormat, ...] = (
     TokenFormat("sourcegraph-token", "sgp_", "(?:[a-fA-F0-9]{16}_|local_)?[a-fA-F0-9]{40}"),
     TokenFormat("discord-webhook", "(?:https?://)?(?:ptb\\.|canary\\.)?discord(?:app)?\\.com/api/"
                 "webhooks/", f"[0-9]{{17,20}}/[{URLSAFE}]{{60,68}}"),
+    TokenFormat("cloudflare-origin-ca-key", "v1\\.0-", "[a-f0-9]{24}-[a-f0-9]{146}"),
+    TokenFormat("clojars-token", "CLOJARS_", "[a-z0-9]{60}"),
     TokenFormat("teams-webhook", "https://[a-z0-9-]+\\.webhook\\.office\\.com/webhookb2/",
                 "[A-Za-z0-9@/-]{40,300}"),
     # JSON Web Tokens: header and payload, with or without a signature
@@ -117,14 +119,27 @@ SECRET_WORDS: Tuple[str, ...] = (
     "(?<=[_.-])pass(?![a-z])", "(?<![a-z])pass(?=[_.-])",
     # STRIPE_KEY, app.key, signing-key: "key" as the last part of a name.
     "(?<=[_.-])key(?![a-z0-9])",
+    # Names that hold a credential with none of the words above, as the
+    # scanners' keyword rules list them: SONAR_LOGIN (a token), GH_PAT,
+    # CI_JOB_JWT, DOCKER_CREDS, SENTRY_DSN / DATABASE_DSN.
+    "sonar[_.-]?login", "(?<=[_.-])(?:pat|jwt|creds|dsn)(?![a-z0-9])",
 )
+
+# Bundler's per-host credentials, BUNDLE_GEMS__EXAMPLE__COM=user:password
+# (the host's dots written as "__"); BUNDLE_BUILD__<gem> and
+# BUNDLE_MIRROR__<url> hold build flags and URLs.
+BUNDLER_HOST_NAME = r"BUNDLE_(?!BUILD__|MIRROR__)[A-Z0-9_]*[A-Z0-9]__[A-Z0-9]+"
+
+# Keys under which a Kubernetes Secret manifest keeps its values.
+KUBERNETES_SECRET_DATA = ("data", "stringData")
 
 # Keys that hold no secret though a word above is in them: public material
 # and database keys.
 NOT_SECRET_KEYS = "public|primary|foreign|partition|sort|range|idempotency|routing|cache|host_?key"
 
 # Values that are clearly not the secret itself.
-PLACEHOLDER = (r"(?:\$\{[^}\n]*\}|\$\([^)\n]*\)|`[^`\n]*`|\$\(?[A-Za-z_][A-Za-z0-9_]*\)?"
+PLACEHOLDER = (r"(?:\$\{\{[^}\n]*\}\}|\$\{[^}\n]*\}|%[A-Za-z_][A-Za-z0-9_]*%"
+               r"|\$\([^)\n]*\)|`[^`\n]*`|\$\(?[A-Za-z_][A-Za-z0-9_]*\)?"
                r"|\{\{[^}\n]*\}\}|%\(?\w*\)?s"
                r"|<[^>\n]*>|\*+|x{3,}|X{3,}|\.{3}|null|none|None|nil|true|false|True|False"
                r"|yes|no|ok|on|off|enabled|disabled|required|optional|hidden|masked|redacted"

@@ -14,7 +14,8 @@ CloudFormation, IMDS):
   byte a second (in the status line, the headers, the body or the chunks)
   never trips it. A watchdog timer shuts the connection's socket down at the
   deadline; the blocked read then sees end-of-file and the attempt fails as
-  timed out, whatever was read so far.
+  timed out, whatever was read so far. A host name is resolved aside, within
+  the same deadline (getaddrinfo knows no timeout of its own).
 
 :class:`Pending` gives the same deadline to work whose sockets bosky cannot
 reach (botocore's credential chain asking IMDS).
@@ -26,11 +27,13 @@ import contextlib
 import dataclasses
 import functools
 import http.client
+import ipaddress
 import socket
 import ssl
 import threading
+import time
 import urllib.request
-from typing import Any, Callable, Dict, Generic, List, Mapping, Optional, TypeVar
+from typing import Any, Callable, Dict, Generic, List, Mapping, Optional, Tuple, TypeVar
 
 T = TypeVar("T")
 
@@ -147,10 +150,15 @@ class _Watchdog:
         self._socks: List[socket.socket] = []
         self._timer = threading.Timer(self.seconds, self._fire)
         self._timer.daemon = True
+        self._end = time.monotonic() + self.seconds
 
     def __enter__(self) -> _Watchdog:
+        self._end = time.monotonic() + self.seconds
         self._timer.start()
         return self
+
+    def remaining(self) -> float:
+        return max(0.0, self._end - time.monotonic())
 
     def __exit__(self, *exc: object) -> None:
         self._timer.cancel()
@@ -183,10 +191,34 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def _watched_connection(watchdog: _Watchdog, *args: Any, **kwargs: Any) -> socket.socket:
-    sock = socket.create_connection(*args, **kwargs)
-    watchdog.watch(sock)
-    return sock
+def _watched_connection(watchdog: _Watchdog, address: Tuple[str, int], *args: Any,
+                        **kwargs: Any) -> socket.socket:
+    host, port = address
+    if not _is_address(host):
+        # getaddrinfo blocks in C, beyond any socket timeout (a broken resolver
+        # takes 5 s a try): resolved aside, within what is left of the deadline.
+        found = Pending(lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        addresses = [info[4][0] for info in found.wait(watchdog.remaining())]
+    else:
+        addresses = [host]
+    error: Optional[OSError] = None
+    for ip in dict.fromkeys(addresses):  # in the resolver's order, each once
+        try:
+            sock = socket.create_connection((str(ip), port), *args, **kwargs)
+        except OSError as exc:
+            error = exc
+            continue
+        watchdog.watch(sock)
+        return sock
+    raise error or OSError(f"{host} has no address")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class _WatchedHTTP(http.client.HTTPConnection):

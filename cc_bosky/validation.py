@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, List
 
 from .text import printable
 
@@ -133,8 +133,18 @@ def _object_errors(value: Dict[Any, Any], schema: Dict[str, Any], path: str) -> 
         if key in props:
             found += errors(item, props[key], _join(path, str(key)))
         elif schema.get("additionalProperties") is False:
-            found.append(f"{_join(path, str(key))}: unknown key")
+            found.append(f"{_join(path, str(key))}: unknown key{did_you_mean(key, props)}")
     return found
+
+
+def did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    """``; did you mean 'deadline'?`` for a word close to one of ``choices``, else ''."""
+    if not isinstance(word, str):
+        return ""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f"; did you mean '{printable(close[0])}'?" if close else ""
 
 
 def _join(path: str, key: str) -> str:

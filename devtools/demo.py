@@ -21,7 +21,7 @@ from typing import Any, Dict, List
 
 from tests.harness.boot import Instance
 from tests.harness.imds import MetadataServer
-from tests.harness.releases import RELEASE_IDS, compile_bosky, ensure_release
+from tests.harness.releases import ALL_IDS, compile_bosky, ensure_release
 from tests.support.emulator import EventBridgeEmulator, make_consumer
 
 PROJECT = "bosky-demo"
@@ -77,7 +77,7 @@ def _from_the_script(line: str) -> bool:
 
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="./dev demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--release", default="25.1.4", choices=RELEASE_IDS)
+    parser.add_argument("--release", default="25.1.4", choices=ALL_IDS)
     parser.add_argument("--json", action="store_true", help="print the whole events")
     args = parser.parse_args(argv)
     release = ensure_release(args.release)

@@ -201,10 +201,11 @@ def test_a_misspelt_key_in_the_image_stanza_warns_once_and_the_boot_still_passes
                      cloud_cfg_d={"90_bosky.cfg": stanza(consumer, deadlin=60)}, wait_reporter=60)
     # (22.x also warns, without counting it, about the unknown key in cloud.cfg.d)
     warnings = [ln for ln in boot.cloud_init_log.splitlines() if "[WARNING]: bosky: " in ln]
-    assert len(warnings) == 1 and "bosky: deadlin: unknown key" in warnings[0], warnings
+    assert len(warnings) == 1 and "bosky: deadlin: unknown key; did you mean 'deadline'?" \
+        in warnings[0], warnings
     detail = only_verdict(consumer, detail_validator)
     assert detail["Status"] == "pass", detail.get("RecoverableErrors")
-    assert detail["ConfigWarnings"] == ["bosky: deadlin: unknown key"]
+    assert detail["ConfigWarnings"] == ["bosky: deadlin: unknown key; did you mean 'deadline'?"]
     assert "RecoverableErrors" not in detail
     if boot.release.at_least("23.4"):  # cloud-init counts it: `cloud-init status` is degraded
         assert [w for w in recorded_warnings(boot) if "deadlin" in w], recorded_warnings(boot)

@@ -219,9 +219,8 @@ def test_a_broken_copy_is_rejected_naming_the_key(release_python: Release, name:
     broken = write(tmp_path / f"broken-{name}", breaks(example(name)))
     result = bosky_schema(release_python, broken)
     assert result.returncode == EXIT_USAGE, (result.stdout, result.stderr)
-    (problem,) = [line for line in result.stderr.splitlines()
-                  if not line.startswith("bosky: warning:")]
-    assert named in problem, result.stderr
+    (problem,) = [line for line in result.stdout.splitlines() if line.startswith("problem: ")]
+    assert named in problem, result.stdout
     if name == MIXED:
         assert f"{broken}: cloud-config.yaml: " in problem  # the part, by its file name
     assert VALID not in result.stdout

@@ -159,6 +159,31 @@ def test_the_reporters_flush_window_ends_against_a_drip_and_frees_the_spool(
     assert got["detail"]["EventId"] == event.event_id
 
 
+def test_an_endpoint_named_by_host_name_is_resolved_within_the_deadline(fault_proxy,
+                                                                         env) -> None:
+    """A name is resolved aside (getaddrinfo has no timeout); every address is tried in turn."""
+    named = fault_proxy.url.replace("127.0.0.1", "localhost")
+    entry = {"Source": "bosky.test", "DetailType": "User Data", "Detail": "{}"}
+    (sent,) = put_events([entry], Target(DEFAULT_REGION, named, budget=10.0), env)
+    assert sent.delivered, sent.reason()
+    fault_proxy.drip("chunks", interval=2.0)
+    (dripped,) = put_events([entry], Target(DEFAULT_REGION, named, budget=2.0), env)
+    assert not dripped.delivered and "deadline" in dripped.reason()
+
+
+@pytest.mark.parametrize("part", DRIP_PARTS)
+def test_a_stack_signal_to_a_dripping_endpoint_ends_at_its_budget(fault_proxy, env,
+                                                                   part) -> None:
+    """The Query calls (the hook's completion, the stack's signal) share the attempt."""
+    fault_proxy.drip(part, interval=2.0)
+    target = Target(DEFAULT_REGION, fault_proxy.url, 2.0, "cloudformation")
+    signal = call("SignalResource", {"StackName": "web", "LogicalResourceId": "Group",
+                                     "UniqueId": "i-1", "Status": "SUCCESS"}, target, env)
+    assert not signal.delivered and signal.retryable
+    assert "deadline" in signal.reason()
+    assert fault_proxy.requests[0].action == "SignalResource"
+
+
 @settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(answer=st.one_of(
     st.binary(max_size=200),

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -21,6 +25,7 @@ from cc_bosky.tools.cli import PURPOSES, SUBCOMMANDS
 from tests.support import newcomer
 from tests.support.bounds import SLACK
 from tests.support.emulator import DEFAULT_REGION
+from tests.support.fixtures import bosky_command
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -208,7 +213,7 @@ def test_no_credentials_off_ec2_is_said_at_once_naming_each_place(home_env, user
     assert "the instance metadata service (http://169.254.169.254: network is unreachable)" \
         in done.stderr
     assert done.stderr.endswith("not sent (and not spooled)\n")
-    assert not Path(home_env["BOSKY_SPOOL_DIR"]).exists()
+    assert not list(Path(home_env["BOSKY_SPOOL_DIR"]).glob("*.event"))  # nothing spooled
 
 
 def test_a_region_only_profile_is_not_a_credential_source(home_env) -> None:
@@ -239,3 +244,126 @@ def test_permissions_without_a_project_warns(home_env) -> None:
     assert "events:source" in done.stdout and '"unknown"' in done.stdout
     assert done.stderr == ("bosky: warning: no project (--project, BOSKY_PROJECT or "
                            "'project:'): this policy allows only Source 'unknown'\n")
+
+
+# -- bosky schema on a workstation (no cloud-init for this Python) -----------------------
+
+
+TYPO = "#cloud-config\nbosky:\n  project: web\nruncmnd:\n  - echo hello\n"
+
+
+def test_schema_without_cloud_init_never_calls_a_typo_valid(home_env, tmp_path) -> None:
+    user_data = tmp_path / "user-data.yaml"
+    user_data.write_text(TYPO)
+    done = newcomer.run(["schema", str(user_data)], home_env)
+    assert done.returncode == 0 and done.stderr == ""  # the report is all on stdout
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{user_data}: bosky's stanza valid, cloud-init's keys not checked"
+    assert lines[1].startswith(f"not checked: {user_data}: cloud-init's own keys (runcmnd): "
+                               "cloud-init is not importable by this Python (")
+    assert lines[1].endswith("run bosky schema with the Python that runs cloud-init (on the "
+                             "image: python3 -m cc_bosky schema FILE), or cloud-init schema "
+                             "-c FILE")
+    assert len(lines) == 2
+
+
+def test_schema_reads_stdin_and_speaks_json(home_env) -> None:
+    done = newcomer.run(["schema", "-", "--json"], home_env,
+                        input=TYPO.replace("project:", "projcet:"))
+    assert done.returncode == 2 and done.stderr == ""
+    report = json.loads(done.stdout)
+    assert report["Valid"] is False
+    assert report["Problems"] == ["stdin: bosky: projcet: unknown key; did you mean 'project'?"]
+    assert "runcmnd" in report["NotChecked"][0]
+
+
+def test_schema_root_without_instance_is_a_usage_error(home_env, tmp_path) -> None:
+    done = newcomer.run(["schema", "f.yaml", "--root", str(tmp_path)], home_env)
+    assert done.returncode == 2
+    assert done.stderr == "bosky: --root goes with --instance (see 'bosky schema --help')\n"
+
+
+def test_an_unknown_config_key_gets_the_key_it_was_meant_to_be(home_env, tmp_path) -> None:
+    cfg = tmp_path / "bosky.yaml"
+    cfg.write_text("project: web\ndeadlin: 600\n")
+    done = newcomer.run(["--pass", "x", "--dry-run", "--config", str(cfg)], home_env)
+    assert done.returncode == 2
+    assert done.stderr == f"bosky: {cfg}: deadlin: unknown key; did you mean 'deadline'?\n"
+    done = newcomer.run(["--pass", "x", "--dry-run", "--region", "eu-west-1"],
+                        {**home_env, "BOSKY_DEADLIN": "600"})
+    assert done.returncode == 0
+    assert done.stderr == ("bosky: warning: environment: BOSKY_DEADLIN is not a setting "
+                           "(ignored); did you mean 'BOSKY_DEADLINE'?\n")
+
+
+# -- a workstation has no cloud-init --------------------------------------------------------
+
+
+@pytest.fixture
+def no_cloud_init(home_env) -> Dict[str, str]:
+    if shutil.which("cloud-init", path=home_env["PATH"]) or Path("/etc/cloud/cloud.cfg").exists():
+        pytest.skip("this machine has cloud-init")
+    return home_env
+
+
+@pytest.mark.parametrize("user", [None, newcomer.NOBODY], ids=["root", "user"])
+def test_status_says_there_is_no_cloud_init_here(no_cloud_init, user, tmp_path) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="bosky-newcomer-"))  # a spool the user may use
+    os.chmod(shared, 0o777)
+    env = {**no_cloud_init, "BOSKY_SPOOL_DIR": str(shared / "spool"),
+           "BOSKY_RUN_DIR": str(shared / "run")}
+    done = newcomer.run(["status"], env, user=user)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == (
+        "this boot: no cloud-init on this machine, so no boot verdict (bosky reports the boots "
+        "cloud-init runs; this command still sends events)")
+    done = newcomer.run(["status", "--json"], env, user=user)
+    shutil.rmtree(shared)
+    assert json.loads(done.stdout)["CloudInit"] is False
+
+
+def test_doctor_says_cloud_init_is_missing_once(no_cloud_init) -> None:
+    done = newcomer.run(["doctor"], no_cloud_init)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("[FAIL] cloud-init: not found")
+    assert not any("cloud.cfg" in line or "reporter unit" in line for line in lines), lines
+    checks = [c["name"] for c in json.loads(newcomer.run(["doctor", "--json"],
+                                                         no_cloud_init).stdout)["checks"]]
+    assert not {"registered", "drop-in", "reporter unit"} & set(checks)
+
+
+# -- progress on a terminal -----------------------------------------------------------------
+
+
+def test_a_retrying_send_shows_progress_on_a_terminal_only(home_env, fault_proxy) -> None:
+    fault_proxy.hang()
+    env = {**home_env, "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    args = ["--pass", "x", "--region", "eu-west-1", "--endpoint-url", fault_proxy.url,
+            "--timeout", "4"]
+    plain = newcomer.run(args, env, offline=False)
+    assert plain.returncode == 1 and "retrying" not in plain.stderr
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen([*newcomer.wrapper(offline=False), *bosky_command(env), *args],
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=terminal)
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed: bosky ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.wait(timeout=60)
+    finally:
+        os.close(controller)
+    text = seen.decode()
+    assert proc.returncode == 1
+    assert "\rbosky: no answer yet from AWS in eu-west-1, retrying (" in text
+    assert "\r\x1b[K" in text  # wiped before the final line
+    assert "not delivered" in text.rsplit("\x1b[K", 1)[1]

@@ -569,3 +569,49 @@ def test_a_secret_among_ordinary_lines_takes_nothing_else_with_it(
     out = redact("\n".join([*lines, sample.text, *lines])).split("\n")
     assert out[:len(lines)] == lines and out[-len(lines):] == lines
     assert not any(secret in out[len(lines)] for secret in sample.secrets)
+
+
+def test_kubectl_printing_a_secret_loses_its_data_but_a_config_map_keeps_its() -> None:
+    password = base64.b64encode(_token(24).encode()).decode()
+    log = ("+ kubectl get configmap,secret -o yaml\n"
+           "apiVersion: v1\nitems:\n"
+           "- apiVersion: v1\n  data:\n    LOG_LEVEL: info\n  kind: ConfigMap\n"
+           "  metadata:\n    name: app-settings\n"
+           f"- apiVersion: v1\n  data:\n    username: YXBw\n    password: {password}\n"
+           f"    tls.key: |\n      {password[:12]}\n      {password[12:]}\n"
+           "  kind: Secret\n  metadata:\n    name: app-db\n  type: Opaque\n"
+           "kind: List")
+    out = redact(log)
+    assert password not in out and "username: [REDACTED]" in out
+    assert password[:12] not in out and password[12:] not in out
+    assert "    LOG_LEVEL: info\n  kind: ConfigMap" in out
+    assert "name: app-db" in out
+
+
+def test_a_secret_s_yaml_block_scalar_is_masked_line_by_line() -> None:
+    key = [_token(40), _token(40)]
+    text = f"+ cat /etc/app.yaml\napp:\n  signing_key: |\n    {key[0]}\n    {key[1]}\n  port: 8080"
+    assert redact(text) == ("+ cat /etc/app.yaml\napp:\n  signing_key: |\n"
+                            f"    {MASK}\n    {MASK}\n  port: 8080")
+    prose = "description: >\n  Rotates the database password every 30 days."
+    assert redact(prose) == prose
+
+
+@pytest.mark.parametrize("line, kept", [
+    ('<add key="ClearTextPassword" value="Tiger,2024" />', '<add key="ClearTextPassword" value="'),
+    ("export BUNDLE_GEMS__EXAMPLE__COM=0a1b2c3d:4e5f6a7b", "export BUNDLE_GEMS__EXAMPLE__COM="),
+    ('db = os.getenv("DB_PASSWORD", "hunter2x")', 'db = os.getenv("DB_PASSWORD", "'),
+    ('SONAR_LOGIN = "0123456789abcdef0123456789abcdef01234567"', 'SONAR_LOGIN = "'),
+    ("api_key=6f1c1c7e-2b0e-4f7c-9a3b-4b1f4c2d9e10", "api_key="),
+])
+def test_a_secret_named_by_the_setting_it_fills_is_masked(line: str, kept: str) -> None:
+    assert redact(line).startswith(kept + MASK)
+
+
+@pytest.mark.parametrize("line", [
+    '<add key="LogLevel" value="Debug" />', "BUNDLE_BUILD__NOKOGIRI=--use-system-libraries",
+    'os.getenv("API_TOKEN_PATH", "/run/secrets/api_token")',
+    "boot id 6f1c1c7e-2b0e-4f7c-9a3b-4b1f4c2d9e10",
+])
+def test_the_same_shapes_without_a_secret_are_left_alone(line: str) -> None:
+    assert redact(line) == line

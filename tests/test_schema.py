@@ -85,12 +85,18 @@ def bosky_schema(release: Release, path: Path, *flags: str) -> subprocess.Comple
     return run(release, "-m", "cc_bosky", "schema", *flags, str(path), cwd=path.parent)
 
 
-def assert_problem_lines(stderr: str) -> List[str]:
-    """Each line of stderr is one ``bosky: `` line; no traceback."""
-    lines = stderr.splitlines()
-    assert "Traceback" not in stderr
-    assert all(line.startswith("bosky: ") for line in lines), stderr
-    return [line for line in lines if not line.startswith("bosky: warning: ")]
+def assert_problem_lines(done: subprocess.CompletedProcess[str]) -> List[str]:
+    """The report's problem lines (on stdout, with the rest of the report);
+    nothing on stderr, which is for a file that cannot be read."""
+    assert done.stderr == "", done.stderr
+    assert "Traceback" not in done.stdout
+    return [line for line in done.stdout.splitlines() if line.startswith("problem: ")]
+
+
+def verdict(done: subprocess.CompletedProcess[str]) -> str:
+    """The report's last summary line (before its findings)."""
+    return [line for line in done.stdout.splitlines()
+            if not line.startswith(("problem: ", "warning: ", "not checked: "))][-1]
 
 
 # -- what make-mime builds, checked under the release that built it -------------
@@ -106,7 +112,7 @@ def test_make_mime_user_data_is_valid_part_by_part_and_merged(release: Release,
     }))
     done = bosky_schema(release, mime)
     assert done.returncode == EXIT_OK, done.stderr
-    assert assert_problem_lines(done.stderr) == []
+    assert assert_problem_lines(done) == []
     lines = done.stdout.splitlines()
     assert lines[0] == f"{mime}: MIME multipart, 3 parts"
     assert lines[1] == "  cloud-config.yaml (text/cloud-config): valid"
@@ -115,7 +121,12 @@ def test_make_mime_user_data_is_valid_part_by_part_and_merged(release: Release,
     assert lines[3] == "  hostname.yaml.j2 (text/jinja2): jinja template, unrendered: valid"
     assert lines[4] == (f"{mime}: merged cloud-config of cloud-config.yaml, hostname.yaml.j2: "
                         f"{VALID}")
-    assert "cannot be rendered offline" in done.stderr
+    # What went unchecked, each with how to get it checked.
+    assert lines[6:] == [
+        f"not checked: {mime}: bootstrap.sh: a script, run once per instance: check it with "
+        "shellcheck",
+        f"not checked: {mime}: hostname.yaml.j2: the values of its {{{{ }}}} (a jinja template "
+        "cannot be rendered offline): on a booted instance, sudo cloud-init schema --system"]
 
 
 def test_a_broken_part_is_named_with_its_key_and_the_others_still_checked(
@@ -129,9 +140,9 @@ def test_a_broken_part_is_named_with_its_key_and_the_others_still_checked(
     }))
     done = bosky_schema(release, mime)
     assert done.returncode == EXIT_USAGE, done.stdout
-    problems = assert_problem_lines(done.stderr)
+    problems = assert_problem_lines(done)
     assert len(problems) == 2, problems  # one line each, not repeated for the merge
-    assert all(p.startswith(f"bosky: {mime}: bosky.yaml: bosky") for p in problems), problems
+    assert all(p.startswith(f"problem: {mime}: bosky.yaml: bosky") for p in problems), problems
     assert any("'projcet'" in p for p in problems) and any("'soon'" in p for p in problems)
     assert "  base.yaml (text/cloud-config): valid" in done.stdout
     assert "  bosky.yaml (text/cloud-config): 2 problem(s)" in done.stdout
@@ -144,15 +155,15 @@ def test_a_jinja_template_is_checked_as_far_as_it_can_be_offline(release: Releas
     template.write_text(TEMPLATE.replace("  project: web", "  project: web\n  log_lines: lots"))
     done = bosky_schema(release, template)
     assert done.returncode == EXIT_USAGE
-    (problem,) = assert_problem_lines(done.stderr)
+    (problem,) = assert_problem_lines(done)
     assert "bosky.log_lines: 'lots' is not of type 'integer'" in problem
     # The placeholder for {{ 300 * 2 }} is not blamed for not being an integer.
-    assert "deadline" not in done.stderr.replace("cannot be rendered", "")
+    assert "deadline" not in done.stdout
     unclosed = tmp_path / "unclosed.j2"
     unclosed.write_text("## template: jinja\n#cloud-config\nbosky: {{ oops\n")
     done = bosky_schema(release, unclosed)
     assert done.returncode == EXIT_USAGE
-    (problem,) = assert_problem_lines(done.stderr)
+    (problem,) = assert_problem_lines(done)
     assert "jinja: line 3" in problem and "cloud-init skips this part" in problem
 
 
@@ -297,7 +308,7 @@ def test_gzip_and_base64_forms_read_like_the_mime_they_carry(release: Release, f
     lines = done.stdout.splitlines()
     assert lines[0] == f"{blob}: {layers}"
     assert lines[1] == "  cloud-config.yaml (text/cloud-config): valid"
-    assert lines[-1].endswith(VALID)
+    assert verdict(done).endswith(VALID)
 
 
 def test_a_plain_cloud_config_in_base64_and_gzip(release: Release, tmp_path: Path) -> None:
@@ -317,7 +328,7 @@ def test_base64_encoded_twice_is_named(release: Release, tmp_path: Path) -> None
     path.write_bytes(fn_base64(fn_base64(CLOUD_CONFIG.encode())))
     done = bosky_schema(release, path)
     assert done.returncode == EXIT_USAGE
-    (problem,) = assert_problem_lines(done.stderr)
+    (problem,) = assert_problem_lines(done)
     assert "encoded once too often" in problem
 
 
@@ -329,7 +340,7 @@ def test_hand_written_mime_without_mime_version_is_caught(release: Release,
                               if not line.lower().startswith(b"mime-version:")))
     done = bosky_schema(release, path)
     assert done.returncode == EXIT_USAGE
-    assert "no MIME-Version header" in done.stderr
+    assert "no MIME-Version header" in done.stdout
 
 
 # -- --instance, on an instance booted by real cloud-init -----------------------------
@@ -360,7 +371,7 @@ def test_instance_checks_its_own_user_data_and_merges_it_as_its_cloud_init_did(
                cwd=tmp_path)
     assert done.returncode == EXIT_OK, done.stderr
     assert done.stdout.splitlines()[0].endswith("user-data.txt: gzip, MIME multipart, 3 parts")
-    assert done.stdout.splitlines()[-1].endswith(VALID)
+    assert verdict(done).endswith(VALID)
 
     merged = run(cloudinit_release, "-m", "cc_bosky", "schema", "--instance", "--merged",
                  "--root", str(root), cwd=tmp_path)
@@ -375,3 +386,19 @@ def test_instance_without_user_data_says_so_in_one_line(release: Release,
                cwd=tmp_path)
     assert done.returncode == EXIT_USAGE
     assert done.stderr.count("\n") == 1 and "cloud-init has not run" in done.stderr
+
+
+def test_the_readme_example_is_what_bosky_schema_says(release: Release, tmp_path: Path) -> None:
+    """README's `bosky schema user-data.b64` example, built and run: the same lines."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("$ bosky schema user-data.b64\n", 1)[1].split("$ echo $?", 1)[0]
+    mime = make_mime(release, tmp_path, **{
+        "base.yaml": ("#cloud-config\npackages: [nginx]\nbosky:\n  project: web\n",
+                      "cloud-config"),
+        "bosky.yaml": ("#cloud-config\nbosky:\n  project: web\n  deadline: soon\n",
+                       "cloud-config"),
+        "bootstrap.sh": (SCRIPT, "x-shellscript")})
+    (tmp_path / "user-data.b64").write_bytes(base64.b64encode(gzip.compress(mime)))
+    done = run(release, "-m", "cc_bosky", "schema", "user-data.b64", cwd=tmp_path)
+    assert done.returncode == EXIT_USAGE and done.stderr == ""
+    assert done.stdout == block

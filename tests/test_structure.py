@@ -135,3 +135,19 @@ def test_only_the_outbox_protocol_asks_a_record_its_kind() -> None:
                     isinstance(node.args[1], ast.Constant) and node.args[1].value == "kind":
                 asked.append((name, node.lineno))
     assert asked == []
+
+
+def test_the_stage_and_the_partition_table_load_no_botocore() -> None:
+    """cloud-init's stage imports cc_bosky and its launcher; botocore is for the reporter
+    and the command, which load it when they send. Reading botocore's partitions.json
+    (arns) and classifying nothing (retry) must not import it either."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, cc_bosky, cc_bosky.boot.launcher, cc_bosky.arns as a, "
+             "cc_bosky.delivery.retry\n"
+             "assert a.partition('eusc-de-east-1') == 'aws-eusc'\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('botocore', 'boto3')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=PACKAGE.parent, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -49,13 +49,7 @@ def write_text(file: str, text: str) -> None:
     files.write_atomic(file, text.encode("utf-8"), sync=False)
 
 
-def read_json(file: str) -> Optional[Dict[str, Any]]:
-    try:
-        with open(file, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+read_json = files.read_json  # the one reader of a JSON object file
 
 
 def take_json(file: str) -> Optional[Dict[str, Any]]:

@@ -165,6 +165,8 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
     flags = {k: getattr(args, k) for k in
              ("project", "region", "event_bus", "endpoint_url", "detail_type", "send_timeout")}
     settings = config.resolve(flags, environ, args.config)
+    for typo in config.env_typos(environ):
+        err(f"warning: {typo}")
     if args.generate_config:
         print(config_template(), end="")
         return EXIT_OK

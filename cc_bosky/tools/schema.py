@@ -4,8 +4,10 @@ The file is read like EC2 and cloud-init read user data (tools/userdata.py:
 base64, gzip, MIME multipart); each cloud-config part is validated against
 cloud-init's schema extended with bosky's stanza, then the parts are merged
 the way cloud-init merges them and the merged config is validated too.
-Scripts and other parts are listed, not validated. The report goes to
-stdout; each problem is one line on stderr; exit 0 valid, 2 invalid.
+Scripts and other parts are listed, not validated. The whole report goes to
+stdout (``--json``: as one JSON object), ending with what was not checked and
+how to get it checked; only a file that cannot be read is a one-line error
+on stderr. Exit 0 valid, 2 invalid.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import sys
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from .. import config, layers
+from .. import config, layers, validation
 from ..boot.cloudconfig import merge, problems
 from ..errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError
 from ..text import printable
@@ -30,7 +32,14 @@ MAX_FILE = 16 * 1024 * 1024
 #: The whole check's wall-clock bound (hostile YAML, a huge file).
 CHECK_SECONDS = 60.0
 _WITH_CLOUD_INIT = "cloud-init's schema with bosky's stanza"
-_WITHOUT_CLOUD_INIT = "bosky's stanza only (cloud-init is not installed for this Python)"
+_STDIN = "-"
+_UNEXPECTED = re.compile(r"bosky: Additional properties are not allowed "
+                         r"\('([^']+)' was unexpected\)$")
+# How to get each kind of part bosky schema lists but cannot check, checked.
+_SCRIPT_HINT = "check it with shellcheck"
+_HINTS = {"text/x-include-url": "fetch each URL and check it with bosky schema",
+          "text/x-include-once-url": "fetch each URL and check it with bosky schema",
+          userdata.JSON_PATCH: "apply it by hand and check the result with bosky schema"}
 # Offline a template is checked with each expression standing for a value.
 _PLACEHOLDER = "__jinja__"
 _JINJA_EXPRESSION = re.compile(r"\{\{.*?\}\}", re.S)
@@ -40,12 +49,24 @@ _JINJA_STATEMENT_OR_COMMENT = re.compile(r"\{%.*?%\}|\{#.*?#\}", re.S)
 
 @dataclasses.dataclass
 class Report:
-    """What ``bosky schema`` says: lines for stdout, problems and warnings for stderr."""
+    """What ``bosky schema`` says: the summary lines, then the problems, the
+    warnings, and what was not checked (each saying how to get it checked)."""
 
     lines: List[str] = dataclasses.field(default_factory=list)
     problems: List[str] = dataclasses.field(default_factory=list)
     warnings: List[str] = dataclasses.field(default_factory=list)
+    not_checked: List[str] = dataclasses.field(default_factory=list)
     merged: Optional[Dict[str, Any]] = None
+
+    def findings(self) -> List[str]:
+        """The problems, warnings and what was not checked, one line each."""
+        return ([f"problem: {p}" for p in self.problems]
+                + [f"warning: {w}" for w in self.warnings]
+                + [f"not checked: {n}" for n in self.not_checked or ["nothing"]])
+
+    def as_json(self) -> Dict[str, Any]:
+        return {"Valid": not self.problems, "Summary": self.lines, "Problems": self.problems,
+                "Warnings": self.warnings, "NotChecked": self.not_checked}
 
 
 def schema_command(argv: List[str], environ: Mapping[str, str]) -> int:
@@ -54,32 +75,41 @@ def schema_command(argv: List[str], environ: Mapping[str, str]) -> int:
                    "jinja templates) or a cloud.cfg.d file against cloud-init's schema "
                    "extended with bosky's stanza, reading it as cloud-init does.", config=False)
     p.add_argument("file", nargs="?", help="user data as handed to EC2, or a "
-                   "/etc/cloud/cloud.cfg.d/ file")
+                   "/etc/cloud/cloud.cfg.d/ file; '-' reads standard input")
     p.add_argument("--instance", action="store_true",
                    help=f"check this instance's own user data ({INSTANCE_USER_DATA}; root only)")
-    p.add_argument("--root", metavar="DIR", default="/",
-                   help="with --instance: the instance's file system is under DIR")
-    p.add_argument("--merged", action="store_true",
-                   help="print the merged cloud-config (as cloud-init merges the parts) "
-                   "instead of the report")
+    p.add_argument("--root", metavar="DIR",
+                   help="with --instance: the instance's file system is under DIR (default /)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true",
+                     help="the report as one JSON object (Valid, Summary, Problems, Warnings, "
+                     "NotChecked)")
+    out.add_argument("--merged", action="store_true",
+                     help="print the merged cloud-config (as cloud-init merges the parts) "
+                     "instead of the report (the findings go to stderr)")
     args = p.parse_args(argv)
     if args.instance == bool(args.file):
         raise UsageError("give a FILE or --instance, not both or neither "
                          "(see 'bosky schema --help')")
-    path = instance_user_data(args.root) if args.instance else args.file
-    with time_limit(CHECK_SECONDS, path):
-        report = check(_read(path, args.instance), path, ec2_decodes_base64=not args.instance)
+    if args.root is not None and not args.instance:
+        raise UsageError("--root goes with --instance (see 'bosky schema --help')")
+    path = instance_user_data(args.root or "/") if args.instance else args.file
+    label = "stdin" if path == _STDIN else path
+    with time_limit(CHECK_SECONDS, label):
+        report = check(_read(path, args.instance), label, ec2_decodes_base64=not args.instance)
     if args.merged:
         import yaml
 
         print("#cloud-config\n" + yaml.safe_dump(report.merged or {}, sort_keys=False), end="")
+        for line in report.findings():
+            print(f"bosky: {printable(line)}", file=sys.stderr)
+    elif args.json:
+        from ..text import safe_json
+
+        print(safe_json(report.as_json()))
     else:
-        for line in report.lines:
+        for line in (*report.lines, *report.findings()):
             print(printable(line))
-    for warning in report.warnings:
-        print(f"bosky: warning: {printable(warning)}", file=sys.stderr)
-    for problem in report.problems:
-        print(f"bosky: {printable(problem)}", file=sys.stderr)
     return EXIT_USAGE if report.problems else EXIT_OK
 
 
@@ -126,6 +156,8 @@ def time_limit(seconds: float, label: str) -> Iterator[None]:
 
 
 def _read(path: str, instance: bool) -> bytes:
+    if path == _STDIN:
+        return sys.stdin.buffer.read(MAX_FILE) if sys.stdin else b""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_FILE + 1)
@@ -199,6 +231,10 @@ def _check_part(part: userdata.Part, origin: str,
         return "ignored by cloud-init", None
     if part.content_type == userdata.JSON_PATCH:
         report.warnings.append(f"{origin}: {what}; bosky schema does not check it")
+    if part.content_type != userdata.ARCHIVE:
+        hint = _HINTS.get(part.content_type, _SCRIPT_HINT if "script" in what or "boothook" in what
+                          else "cloud-init runs it as it is")
+        report.not_checked.append(f"{origin}: {what}: {hint}")
     return f"{what}; not validated", None
 
 
@@ -218,8 +254,17 @@ def _validate(text: str, origin: str, report: Report,
     except RecursionError:  # YAML aliases can make a structure that contains itself
         report.problems.append(f"{origin}: nested too deep to check (a YAML alias to itself?)")
         return "not checked", None
-    report.problems += [f"{origin}: {f}" for f in found]
+    report.problems += [f"{origin}: {_suggested(f)}" for f in found]
     return (f"{len(found)} problem(s)" if found else "valid"), document
+
+
+def _suggested(problem: str) -> str:
+    """cloud-init's validator names an unknown key of the stanza; add the
+    key it was probably meant to be, as bosky's own validator does."""
+    match = _UNEXPECTED.match(problem)
+    if not match:
+        return problem
+    return problem + validation.did_you_mean(match.group(1), config.keys())
 
 
 def _normalized(document: Dict[str, Any]) -> Dict[str, Any]:
@@ -246,8 +291,9 @@ def _jinja(part: userdata.Part, origin: str,
                                    "header has no type cloud-init knows: ignored at boot")
             return "ignored by cloud-init", None
         return f"a jinja template of {what}; not validated", None
-    report.warnings.append(f"{origin}: a jinja template: cannot be rendered offline; "
-                           "checked with each {{ }} as a placeholder")
+    report.not_checked.append(f"{origin}: the values of its {{{{ }}}} (a jinja template "
+                              "cannot be rendered offline): on a booted instance, "
+                              "sudo cloud-init schema --system")
     stripped = _JINJA_STATEMENT_LINE.sub("", body)
     stripped = _JINJA_STATEMENT_OR_COMMENT.sub("", stripped)
     stripped = _JINJA_EXPRESSION.sub(_PLACEHOLDER, stripped)
@@ -281,13 +327,24 @@ def _check_merged(found: List[Tuple[str, Dict[str, Any], str]], label: str, plai
                                    "earlier part (cloud-init's default merge; set merge_how "
                                    "to combine them)")
     found_problems, with_cloud_init = problems(merged)
-    found_problems = [f for f in found_problems if _PLACEHOLDER not in f]
-    scope = _WITH_CLOUD_INIT if with_cloud_init else _WITHOUT_CLOUD_INIT
+    found_problems = [_suggested(f) for f in found_problems if _PLACEHOLDER not in f]
+    theirs = sorted(str(k) for k in merged if k != "bosky")
+    if with_cloud_init:
+        scope = f"valid ({_WITH_CLOUD_INIT})"
+    elif theirs:  # a misspelt 'runcmnd:' must not read as valid
+        scope = "bosky's stanza valid, cloud-init's keys not checked"
+        shown = ", ".join(theirs[:10]) + (", ..." if len(theirs) > 10 else "")
+        report.not_checked.append(
+            f"{label}: cloud-init's own keys ({shown}): cloud-init is not importable by this "
+            f"Python ({sys.executable}); run bosky schema with the Python that runs cloud-init "
+            "(on the image: python3 -m cc_bosky schema FILE), or cloud-init schema -c FILE")
+    else:
+        scope = "valid (bosky's stanza; no cloud-init keys to check)"
     # A part's own problem is reported once, under the part's name.
     seen = list(report.problems)
     report.problems += [f"{label}: merged: {f}" for f in found_problems
                         if not any(p.endswith(f": {f}") for p in seen)]
-    verdict = f"{len(found_problems)} problem(s)" if found_problems else f"valid ({scope})"
+    verdict = f"{len(found_problems)} problem(s)" if found_problems else scope
     if plain:  # the one line says it all
         report.lines[-1:] = [f"{label}: {verdict}"]
     else:

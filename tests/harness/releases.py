@@ -583,6 +583,17 @@ def _quilt_series(tree: Path) -> list[Path]:
     return [tree / "debian" / "patches" / parts[0] for parts in names if parts]
 
 
+def _check_changelog(tree: Path, spec: ReleaseSpec, source: SourceBuild) -> None:
+    """The archive is the package it claims to be: its changelog's first entry
+    names this version and series (an ``*_22.04*`` tag is not always jammy's)."""
+    first = (tree / "debian" / "changelog").read_text().splitlines()[0]
+    match = re.match(r"\S+ \((?P<version>[^)]+)\) (?P<series>[\w-]+);", first)
+    found = (match["version"], match["series"]) if match else None
+    if found != (source.downstream_version, spec.suite):
+        raise HarnessSetupError(f"{source.archive}: debian/changelog starts {first!r}, "
+                                f"not {source.downstream_version} for {spec.suite}")
+
+
 def build_from_source(spec: ReleaseSpec, source: SourceBuild, python: Path, root: Path) -> None:
     """Build *source* into *root* as its distribution's packaging does.
 
@@ -604,6 +615,7 @@ def build_from_source(spec: ReleaseSpec, source: SourceBuild, python: Path, root
             raise HarnessSetupError(f"{archive.name}: expected one source tree, found {trees}")
         tree = trees[0]
         if source.quilt:
+            _check_changelog(tree, spec, source)
             for patch in _quilt_series(tree):
                 _run(["patch", "-p1", "-s", "--no-backup-if-mismatch", "-i", str(patch)],
                      timeout=120, cwd=tree)
@@ -755,6 +767,7 @@ def ensure_release(version: str) -> Release:
         started = time.monotonic()
         stamp.unlink(missing_ok=True)
         if spec.source is not None:
+            verified_archive(spec.source.archive)  # missing sources: say so before pip runs
             python = _make_venv(spec, home / "venv")
             debian_version = spec.source.downstream_version or spec.version
             release = _release_from(spec, home, debian_version)

@@ -15,6 +15,7 @@ import binascii
 import json
 import random
 import string
+import uuid
 from typing import Callable, Dict, List, NamedTuple, Tuple
 
 ALNUM = string.ascii_letters + string.digits
@@ -160,15 +161,32 @@ MAKERS: Dict[str, Callable[[random.Random], str]] = {
     "flyio-token": lambda r: "fo1_" + rand(r, 43, URLSAFE),
     "sourcegraph-token": lambda r: "sgp_" + rand(r, 16, HEX) + "_" + rand(r, 40, HEX),
     "intra42-secret": lambda r: r.choice(["s-s4t2ud-", "s-s4t2af-"]) + rand(r, 64, HEX),
+    "cloudflare-origin-ca-key": lambda r: f"v1.0-{rand(r, 24, HEX)}-{rand(r, 146, HEX)}",
+    "clojars-token": lambda r: "CLOJARS_" + rand(r, 60, string.ascii_lowercase + string.digits),
     "jwt": lambda r: _jwt(r, 3),
     "jwt-two-segment": lambda r: _jwt(r, 2),
     "high-entropy-token": lambda r: mixed(r, r.randint(32, 64), ALNUM + "+/_-"),
     "password": _password,
+    "uuid-api-key": lambda r: str(uuid.UUID(int=r.getrandbits(128), version=4)),
+    "xml-config-secret": lambda r: r.choice([_password, lambda r2: mixed(r2, 32)])(r),
+    "bundler-credentials": lambda r: r.choice([f"{rand(r, 8, HEX)}:{rand(r, 8, HEX)}",
+                                               f"deploy:{mixed(r, 20)}"]),
+    "kubernetes-secret-data": lambda r: base64.b64encode(
+        bytes(r.getrandbits(8) for _ in range(r.randint(8, 48)))).decode(),
+    "keyword-call-argument": lambda r: r.choice([
+        _password, lambda r2: str(uuid.UUID(int=r2.getrandbits(128), version=4)),
+        lambda r2: rand(r2, 40, HEX)])(r),
+    "well-known-env-name": lambda r: r.choice([rand(r, 40, HEX), "sqp_" + rand(r, 40, HEX),
+                                               "deploy:" + mixed(r, 16)]),
+    "yaml-block-scalar": lambda r: r.choice([_password, lambda r2: mixed(r2, 48, B64)])(r),
 }
 
 # Kinds whose secret is only a secret because of where it stands: made by
 # a maker above, placed by the contexts of the kind in CONTEXTS.
-CONTEXTUAL = ("password", "aws-secret-access-key", "azure-storage-key", "high-entropy-token")
+CONTEXTUAL = ("password", "aws-secret-access-key", "azure-storage-key", "high-entropy-token",
+              "uuid-api-key", "xml-config-secret", "bundler-credentials",
+              "kubernetes-secret-data", "keyword-call-argument", "well-known-env-name",
+              "yaml-block-scalar")
 
 # Where a bare token stands in a log line.
 BARE: Tuple[str, ...] = (
@@ -211,8 +229,63 @@ SESSION: Tuple[str, ...] = (
     "session: {s}", "aws_session_token = {s}", "AWS_SESSION_TOKEN={s}", '"Token" : "{s}",',
     "{s}", "X-Amz-Security-Token: {s}",
 )
+# A UUID is an id, unless a secret's name stands in front of it.
+UUID_KEY: Tuple[str, ...] = (
+    "api_key={s}", '"apiKey": "{s}",', "  token: {s}", "export HEROKU_API_KEY={s}",
+    "X-Api-Key: {s}", "+ ./sync --api-key {s}", 'HUBSPOT_API_KEY = "{s}"', "_authToken={s}",
+    "client_secret: '{s}'",
+)
+XML_CONFIG: Tuple[str, ...] = (
+    '      <add key="ClearTextPassword" value="{s}" />', '<add key="Password" value="{s}"/>',
+    '    <add key="ApiToken" value="{s}" />', '<add key="StorageAccountKey" value="{s}"></add>',
+    "<param name='client_secret' value='{s}'/>", '  <setting name="SmtpPassword" value="{s}" />',
+)
+BUNDLER: Tuple[str, ...] = (
+    "BUNDLE_GEMS__EXAMPLE__COM={s}", 'export BUNDLE_ENTERPRISE__VENDOR__IO="{s}"',
+    'BUNDLE_RUBYGEMS__PKG__EXAMPLE__COM: "{s}"', "export BUNDLE_GEMS__VENDOR__NET = {s};",
+    "+ BUNDLE_GEMS__EXAMPLE__COM={s} bundle install --jobs 4",
+    "  BUNDLE_PRIVATE__GEMS__EXAMPLE__ORG: {s}",
+)
+# A Secret manifest, printed by kubectl (keys sorted: data before kind) or cat.
+KUBERNETES_SECRET: Tuple[str, ...] = (
+    "+ kubectl get secret app -o yaml\napiVersion: v1\ndata:\n  username: YXBw\n"
+    "  password: {s}\nkind: Secret\nmetadata:\n  name: app\ntype: Opaque",
+    "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: registry\n"
+    "type: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {s}\n---",
+    "apiVersion: v1\nitems:\n- apiVersion: v1\n  data:\n    app.conf: bG9nPWluZm8=\n"
+    "  kind: ConfigMap\n- apiVersion: v1\n  data:\n    tls.key: {s}\n  kind: Secret\n"
+    "kind: List",
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  dsn-user: app\n"
+    "  conn: \"{s}\"",
+    "apiVersion: 'v1'\ndata:\n  extra: '{s}'\nkind: 'Secret'",
+    "kind: Secret\ndata:\n  # PEM, base64\n  tls.key: |\n    {s}\n    {s}\ntype: kubernetes.io/tls",
+)
+CALL_ARGUMENT: Tuple[str, ...] = (
+    'os.getenv("DB_PASSWORD", "{s}")', "os.environ.get('API_TOKEN', '{s}')",
+    'cfg := GetEnvOrDefault("api_token", "{s}")', 'settings.setdefault("client_secret", "{s}")',
+    'ENV.fetch("SECRET_KEY_BASE", "{s}")', "key = getenv('SECRET_KEY', '{s}')",
+    'process.env.get( "signingKey" , "{s}" )',
+    'System.getenv().getOrDefault("DB_PASS", "{s}")',
+)
+WELL_KNOWN_NAME: Tuple[str, ...] = (
+    'SONAR_LOGIN = "{s}"', "sonar.login={s}", "+ mvn sonar:sonar -Dsonar.login={s}",
+    "export GH_PAT={s}", "CI_JOB_JWT: {s}", "DOCKER_CREDS={s}",
+    "SENTRY_DSN=https://{s}@o0.ingest.example.io/42", "export AZURE_DEVOPS_EXT_PAT={s}",
+)
+YAML_BLOCK: Tuple[str, ...] = (
+    "password: |\n  {s}\nuser: app", "  db_password: >-\n    {s}\n  db_user: app",
+    "- client_secret: |\n    {s}\n\n    {s}\n  name: ci", "token: |+\n  {s}\n",
+    "secrets:\n  api_key: >\n    {s}\n  region: eu-west-1",
+)
 
 CONTEXTS: Dict[str, Tuple[str, ...]] = {
+    "uuid-api-key": UUID_KEY,
+    "xml-config-secret": XML_CONFIG,
+    "bundler-credentials": BUNDLER,
+    "kubernetes-secret-data": KUBERNETES_SECRET,
+    "keyword-call-argument": CALL_ARGUMENT,
+    "well-known-env-name": WELL_KNOWN_NAME,
+    "yaml-block-scalar": YAML_BLOCK,
     "password": PASSWORDS,
     "aws-secret-access-key": AWS_SECRET,
     "azure-storage-key": AZURE_KEY,
