@@ -263,14 +263,14 @@ def test_bosky_schema_refuses_an_alias_bomb_in_one_line(width: int, levels: int)
     assert done.returncode == 2
     problems = [line for line in done.stderr.splitlines() if "warning" not in line]
     assert problems == [f"bosky: {f.name}: refused: more than 100000 values once its YAML "
-                        "aliases are expanded (an alias bomb?) (cloud-init skips this part)"]
+                        "aliases are expanded (an alias bomb?)"]
 
 
 @pytest.mark.parametrize(("hostile", "expected"), [
     ("#cloud-config\na: " + "[" * 50_000 + "]" * 50_000 + "\n",
-     "refused: nested more than 100 levels deep (cloud-init skips this part)"),
+     "refused: nested more than 100 levels deep"),
     ("#cloud-config\na: &a [b, *a]\n",
-     "refused: a YAML alias refers to a value that contains it (cloud-init skips this part)"),
+     "refused: a YAML alias refers to a value that contains it"),
     ("#cloud-config\n" + "#" * (16 * 1024 * 1024) + "\n",
      "refused: larger than 16 MiB (EC2 takes at most 16 KiB of user data)"),
 ], ids=["deep nesting", "alias to itself", "huge input"])
