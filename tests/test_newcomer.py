@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -21,6 +25,7 @@ from cc_bosky.tools.cli import PURPOSES, SUBCOMMANDS
 from tests.support import newcomer
 from tests.support.bounds import SLACK
 from tests.support.emulator import DEFAULT_REGION
+from tests.support.fixtures import bosky_command
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -289,3 +294,87 @@ def test_an_unknown_config_key_gets_the_key_it_was_meant_to_be(home_env, tmp_pat
     assert done.returncode == 0
     assert done.stderr == ("bosky: warning: environment: BOSKY_DEADLIN is not a setting "
                            "(ignored); did you mean 'BOSKY_DEADLINE'?\n")
+
+
+# -- a workstation has no cloud-init --------------------------------------------------------
+
+
+@pytest.fixture
+def no_cloud_init(home_env) -> Dict[str, str]:
+    if shutil.which("cloud-init", path=home_env["PATH"]) or Path("/etc/cloud/cloud.cfg").exists():
+        pytest.skip("this machine has cloud-init")
+    return home_env
+
+
+@pytest.mark.parametrize("user", [None, newcomer.NOBODY], ids=["root", "user"])
+def test_status_says_there_is_no_cloud_init_here(no_cloud_init, user, tmp_path) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="bosky-newcomer-"))  # a spool the user may use
+    os.chmod(shared, 0o777)
+    env = {**no_cloud_init, "BOSKY_SPOOL_DIR": str(shared / "spool"),
+           "BOSKY_RUN_DIR": str(shared / "run")}
+    done = newcomer.run(["status"], env, user=user)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == (
+        "this boot: no cloud-init on this machine, so no boot verdict (bosky reports the boots "
+        "cloud-init runs; this command still sends events)")
+    done = newcomer.run(["status", "--json"], env, user=user)
+    shutil.rmtree(shared)
+    assert json.loads(done.stdout)["CloudInit"] is False
+
+
+def test_doctor_says_cloud_init_is_missing_once(no_cloud_init) -> None:
+    done = newcomer.run(["doctor"], no_cloud_init)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("[FAIL] cloud-init: not found")
+    assert not any("cloud.cfg" in line or "reporter unit" in line for line in lines), lines
+    checks = [c["name"] for c in json.loads(newcomer.run(["doctor", "--json"],
+                                                         no_cloud_init).stdout)["checks"]]
+    assert not {"registered", "drop-in", "reporter unit"} & set(checks)
+
+
+# -- progress on a terminal -----------------------------------------------------------------
+
+
+def test_a_retrying_send_shows_progress_on_a_terminal_only(home_env, fault_proxy) -> None:
+    fault_proxy.hang()
+    env = {**home_env, "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    args = ["--pass", "x", "--region", "eu-west-1", "--endpoint-url", fault_proxy.url,
+            "--timeout", "4"]
+    plain = newcomer.run(args, env, offline=False)
+    assert plain.returncode == 1 and "retrying" not in plain.stderr
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen([*newcomer.wrapper(offline=False), *bosky_command(env), *args],
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=terminal)
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed: bosky ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.wait(timeout=60)
+    finally:
+        os.close(controller)
+    text = seen.decode()
+    assert proc.returncode == 1
+    assert "\rbosky: no answer yet from AWS in eu-west-1, retrying (" in text
+    assert "\r\x1b[K" in text  # wiped before the final line
+    assert "not delivered" in text.rsplit("\x1b[K", 1)[1]
+
+
+def test_fleet_reads_the_region_of_the_profile_too(home_env) -> None:
+    write_aws_config(Path(home_env["HOME"]), "[profile work]\nregion = ap-south-1\n")
+    done = newcomer.run(["fleet", "--log-group", "/aws/events/bosky/web", "--permissions",
+                         "--profile", "work"], home_env)
+    assert policy_region(done) == "ap-south-1"
+    done = newcomer.run(["fleet", "--log-group", "/aws/events/bosky/web"], home_env)
+    assert done.returncode == 2
+    assert done.stderr == ("bosky: no AWS region: pass --region, set AWS_REGION, or set "
+                           f"'region' for profile 'default' in {home_env['HOME']}/.aws/config\n")

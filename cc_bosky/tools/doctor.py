@@ -65,13 +65,17 @@ def run_checks(root: Path, environ: Mapping[str, str], config_file: Optional[str
     # An image's identity is the future instance's, unknown here.
     ident = resolve(None, environ, str(in_root(root, INSTANCE_DATA))) if instance else Identity()
     region, source = resolve_region(view, ident.region)
+    # No cloud-init at all (a workstation): the cloud-init check says so once;
+    # its configuration and the reporter's units are not there to check, and
+    # a FAIL or warning about each would only repeat it.
+    absent = found is None and not in_root(root, "/etc/cloud/cloud.cfg").exists()
     checks = [
         _guarded("cloud-init", lambda: check_cloud_init(found, probe)),
         _guarded("cloud-init version", lambda: check_version(version)),
         _guarded("imports", lambda: check_imports(probe, python, environ, live)),
-        _guarded("registered", lambda: check_registered(root)),
-        _guarded("drop-in", lambda: check_dropin(root)),
-        _guarded("reporter unit", lambda: check_units(root)),
+        *([] if absent else [_guarded("registered", lambda: check_registered(root)),
+                             _guarded("drop-in", lambda: check_dropin(root)),
+                             _guarded("reporter unit", lambda: check_units(root))]),
         _guarded("config", lambda: check_config(view)),
         _guarded("region", lambda: check_region(region, source, instance)),
         _guarded("credentials", lambda: check_credentials(environ, instance)),

@@ -12,7 +12,10 @@ from ..text import printable
 
 
 def err(message: str) -> None:
-    """One line on stderr, ``bosky: `` first, every character printable."""
+    """One line on stderr, ``bosky: `` first, every character printable (a
+    progress line on the terminal is wiped first, never written over)."""
+    if Progress.active is not None:
+        Progress.active.stop()
     print(f"bosky: {printable(message)}", file=sys.stderr)
 
 
@@ -22,6 +25,7 @@ class Progress:
     terminal (scripts, cloud-init's log), and the line is wiped when done."""
 
     AFTER = 2.0  # a send that answers within this long shows nothing
+    active: Optional[Progress] = None  # the one on screen, for err() to wipe
 
     def __init__(self, region: str, budget: float) -> None:
         self.region, self.budget = region, budget
@@ -31,17 +35,26 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if sys.stderr is not None and sys.stderr.isatty():
+            Progress.active = self
             self._thread = threading.Thread(target=self._tick, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the ticking and wipe the line (once; later calls do nothing)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+            self._thread = None
         if self._shown:
+            self._shown = False
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+        if Progress.active is self:
+            Progress.active = None
 
     def _tick(self) -> None:
         waited = self.AFTER

@@ -78,6 +78,13 @@ def status_command(argv: List[str], environ: Mapping[str, str]) -> int:
         report = describe(settings, args.region)
     except SpoolError as exc:  # not "0 event(s)" for a spool this user cannot read
         raise DeliveryError(str(exc)) from None
+    if not report.get("verdict"):
+        from pathlib import Path
+
+        from ..host.python import find_cloud_init
+
+        # Only cloud-init makes a boot verdict: without it "not yet" would mislead.
+        report = {**report, "CloudInit": find_cloud_init(Path("/"), environ) is not None}
     if args.json:
         print(safe_json(report))
     else:
@@ -90,7 +97,10 @@ def render_status(report: Mapping[str, Any]) -> str:
     verdict = report.get("verdict")
     spool = report["spool"]
     waiting = {item["EventId"] for item in spool["events"]}
-    if not verdict:
+    if not verdict and report.get("CloudInit") is False:
+        lines.append("this boot: no cloud-init on this machine, so no boot verdict (bosky "
+                     "reports the boots cloud-init runs; this command still sends events)")
+    elif not verdict:
         lines.append("this boot: no verdict yet")
     elif verdict.get("Sent") is False:
         lines.append(f"this boot: {verdict.get('Status')} (not sent: 'send' leaves it out)")
