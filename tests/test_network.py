@@ -303,3 +303,24 @@ def test_fleet_does_not_follow_a_redirect_of_cloudwatch_logs(role_env, fault_pro
     # before any redirect is decided: an unhelpful error, but still nothing sent on.
     assert str(status) in proc.stderr or status == 303, proc.stderr
     assert fault_proxy.requests and elsewhere.received == []
+
+
+@pytest.mark.parametrize("engine", ["scan", "insights"])
+@pytest.mark.parametrize("part", DRIP_PARTS)
+def test_a_dripping_cloudwatch_logs_does_not_hold_fleet_past_its_timeout(role_env, fault_proxy,
+                                                                          engine, part) -> None:
+    """botocore's read timeout bounds each read: one byte every 2 s held `bosky fleet` for minutes.
+
+    Each botocore call (FilterLogEvents; StartQuery, GetQueryResults) is now
+    waited for with what is left of --timeout.
+    """
+    fault_proxy.drip(part, interval=2.0)
+    began = time.monotonic()
+    proc = run_bosky(["fleet", "--log-group", "/aws/events/bosky/web", "--endpoint-url",
+                      fault_proxy.url, "--engine", engine, "--timeout", "3"],
+                     env=role_env, timeout=180)
+    assert time.monotonic() - began < 3 + COMMAND_SLACK + SLACK  # README: --timeout + slack
+    assert proc.returncode == 1
+    assert_one_line(proc.stderr)
+    assert "took longer than --timeout 3 s" in proc.stderr
+    assert fault_proxy.requests  # it did reach the endpoint

@@ -27,12 +27,13 @@ abandoned query runs, and is billed, to the end.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import BoskyError, UsageError
-from .client import LogsClient, refused
+from .client import LogsClient, refused, stop_all
 from .report import FAILED, NONE, OUTCOMES, Aggregates, iso, listed, read_detail
 
 MAX_ROWS = 10000  # GetQueryResults' documented most
@@ -127,12 +128,13 @@ def run(logs: LogsClient, start: float, end: float, project: Optional[str], fail
             while pending or started:
                 while pending and len(started) < CONCURRENT:
                     name = pending.pop(0)
-                    started[name] = client.start_query(
-                        logGroupName=logs.group, startTime=int(start), endTime=int(end),
-                        queryString=texts[name], limit=MAX_ROWS)["queryId"]
+                    started[name] = logs.within(functools.partial(
+                        client.start_query, logGroupName=logs.group, startTime=int(start),
+                        endTime=int(end), queryString=texts[name], limit=MAX_ROWS))["queryId"]
                     progress.states[name] = "Scheduled"
                 for name, query_id in list(started.items()):
-                    answer = client.get_query_results(queryId=query_id)
+                    answer = logs.within(functools.partial(client.get_query_results,
+                                                           queryId=query_id))
                     status = str(answer.get("status", "Unknown"))
                     progress.states[name] = status
                     if status == "Complete":
@@ -165,11 +167,7 @@ def run(logs: LogsClient, start: float, end: float, project: Optional[str], fail
 
 
 def _stop(client: Any, query_ids: Any) -> None:
-    for query_id in list(query_ids):
-        try:
-            client.stop_query(queryId=query_id)
-        except Exception:  # already ended, or unreachable: nothing left to stop
-            pass
+    stop_all(functools.partial(client.stop_query, queryId=q) for q in list(query_ids))
 
 
 def _stat(answer: Mapping[str, Any], key: str) -> float:

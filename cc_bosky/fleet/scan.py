@@ -11,6 +11,7 @@ but the compact per-boot state is kept.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from .client import LogsClient, refused
@@ -36,8 +37,12 @@ def events(logs: LogsClient, start: float, end: float, project: Optional[str],
                               "startTime": int(start * 1000), "endTime": int(end * 1000)}
     config: Dict[str, Any] = {"PageSize": page_size} if page_size else {}
     with refused(logs):
-        for page in client.get_paginator("filter_log_events").paginate(
-                **kwargs, PaginationConfig=config):
+        pages = iter(client.get_paginator("filter_log_events").paginate(
+            **kwargs, PaginationConfig=config))
+        while True:
+            page = logs.within(functools.partial(next, pages, None))  # each call, bounded
+            if page is None:
+                break
             found = page.get("events", ())
             on_page(len(found))
             for event in found:
