@@ -68,6 +68,11 @@ YAML_MAX_NODES = 100_000
 YAML_MAX_DEPTH = 100
 
 
+class RefusedYaml(ConfigError):
+    """A document past those bounds: not read at all (what cloud-init would
+    make of it is not known)."""
+
+
 def load_yaml(raw: bytes, origin: str) -> Any:
     """The one YAML document in ``raw`` (safe types only), or ConfigError in
     one line: not YAML, more than :data:`YAML_MAX_NODES` values with its
@@ -82,10 +87,10 @@ def load_yaml(raw: bytes, origin: str) -> Any:
             self.depth += 1  # the composer recurses: stop before Python's own limit
             self.nodes += 1  # and a long document stops before it is all composed
             if self.depth > YAML_MAX_DEPTH:
-                raise ConfigError(f"{origin}: refused: nested more than {YAML_MAX_DEPTH} "
+                raise RefusedYaml(f"{origin}: refused: nested more than {YAML_MAX_DEPTH} "
                                   "levels deep")
             if self.nodes > YAML_MAX_NODES:
-                raise ConfigError(f"{origin}: refused: more than {YAML_MAX_NODES} values")
+                raise RefusedYaml(f"{origin}: refused: more than {YAML_MAX_NODES} values")
             try:
                 return super().compose_node(parent, index)
             finally:
@@ -132,17 +137,17 @@ def _check_yaml_size(root: Any, origin: str) -> None:
             acc[0] += size[id(child)]
             acc[1] = max(acc[1], height[id(child)])
         elif id(child) in path:
-            raise ConfigError(f"{origin}: refused: a YAML alias refers to a value that "
+            raise RefusedYaml(f"{origin}: refused: a YAML alias refers to a value that "
                               "contains it")
         else:
             path.add(id(child))
             stack.append((child, depth + 1, iter(_yaml_children(child)), [1, 0]))
             continue
         if stack and stack[-1][3][0] > YAML_MAX_NODES:
-            raise ConfigError(f"{origin}: refused: more than {YAML_MAX_NODES} values once its "
+            raise RefusedYaml(f"{origin}: refused: more than {YAML_MAX_NODES} values once its "
                               "YAML aliases are expanded (an alias bomb?)")
         if stack and stack[-1][1] + stack[-1][3][1] > YAML_MAX_DEPTH:
-            raise ConfigError(f"{origin}: refused: nested more than {YAML_MAX_DEPTH} levels deep")
+            raise RefusedYaml(f"{origin}: refused: nested more than {YAML_MAX_DEPTH} levels deep")
 
 
 def _yaml_children(node: Any) -> List[Any]:

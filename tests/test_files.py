@@ -253,6 +253,14 @@ def alias_bomb(width: int, levels: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def problems(done: subprocess.CompletedProcess[str]) -> List[str]:
+    """The report's problems (stdout), or the one-line error (stderr) of a file not read."""
+    found = [line[len("problem: "):] for line in done.stdout.splitlines()
+             if line.startswith("problem: ")]
+    return found or [line[len("bosky: "):] for line in done.stderr.splitlines()
+                     if line.startswith("bosky: ") and "warning" not in line]
+
+
 @settings(max_examples=6)
 @given(width=st.integers(8, 12), levels=st.integers(7, 10))
 def test_bosky_schema_refuses_an_alias_bomb_in_one_line(width: int, levels: int) -> None:
@@ -260,17 +268,16 @@ def test_bosky_schema_refuses_an_alias_bomb_in_one_line(width: int, levels: int)
         f.write(alias_bomb(width, levels))
         f.flush()
         done = run_bosky(["schema", f.name], env=dict(os.environ), timeout=120)
-    assert done.returncode == 2
-    problems = [line for line in done.stderr.splitlines() if "warning" not in line]
-    assert problems == [f"bosky: {f.name}: refused: more than 100000 values once its YAML "
-                        "aliases are expanded (an alias bomb?) (cloud-init skips this part)"]
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert problems(done) == [f"{f.name}: refused: more than 100000 values once its YAML "
+                              "aliases are expanded (an alias bomb?)"]
 
 
 @pytest.mark.parametrize(("hostile", "expected"), [
     ("#cloud-config\na: " + "[" * 50_000 + "]" * 50_000 + "\n",
-     "refused: nested more than 100 levels deep (cloud-init skips this part)"),
+     "refused: nested more than 100 levels deep"),
     ("#cloud-config\na: &a [b, *a]\n",
-     "refused: a YAML alias refers to a value that contains it (cloud-init skips this part)"),
+     "refused: a YAML alias refers to a value that contains it"),
     ("#cloud-config\n" + "#" * (16 * 1024 * 1024) + "\n",
      "refused: larger than 16 MiB (EC2 takes at most 16 KiB of user data)"),
 ], ids=["deep nesting", "alias to itself", "huge input"])
@@ -278,9 +285,8 @@ def test_bosky_schema_refuses_hostile_yaml_in_one_line(tmp_path, hostile, expect
     path = tmp_path / "user-data"
     path.write_text(hostile)
     done = run_bosky(["schema", str(path)], env=dict(os.environ), timeout=120)
-    assert done.returncode == 2
-    problems = [line for line in done.stderr.splitlines() if "warning" not in line]
-    assert problems == [f"bosky: {path}: {expected}"]
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert problems(done) == [f"{path}: {expected}"]
 
 
 # -- whole boots: /var/log/bosky.log ----------------------------------------------------------

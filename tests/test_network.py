@@ -184,6 +184,29 @@ def test_a_stack_signal_to_a_dripping_endpoint_ends_at_its_budget(fault_proxy, e
     assert fault_proxy.requests[0].action == "SignalResource"
 
 
+def test_the_event_and_its_actions_share_one_timeout(bosky, env, consumer, fault_proxy,
+                                                     tmp_path) -> None:
+    """`--pass --continue --signal --timeout 20` against a drip took 3 x 20 s: one each.
+
+    Now the actions get what the event left of --timeout; what gets nothing
+    waits in the spool, untried, as the event does.
+    """
+    fault_proxy.drip("body", interval=2.0)
+    config = tmp_path / "bosky.yaml"
+    config.write_text("lifecycle_hook: {name: boot-check, group: web-asg}\n"
+                      "cfn_signal: {stack: web-stack, resource: WebGroup}\n")
+    acting = {**via(fault_proxy, env), "AWS_ENDPOINT_URL_AUTO_SCALING": fault_proxy.url,
+              "AWS_ENDPOINT_URL_CLOUDFORMATION": fault_proxy.url, "BOSKY_CONFIG": str(config)}
+    began = time.monotonic()
+    done = bosky(["--pass", "deployed", "--continue", "--signal", "--instance-id",
+                  "i-0a1b2c3d4e5f60718", "--project", consumer.project, "--timeout", "20"],
+                 env=acting, timeout=180)
+    assert time.monotonic() - began < 20 + COMMAND_SLACK + SLACK  # README: one --timeout
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "no time left of the budget (--timeout); spooled" in done.stderr
+    assert len(spooled(env)) == 3  # the event, the hook's completion, the stack's signal
+
+
 @settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(answer=st.one_of(
     st.binary(max_size=200),

@@ -367,3 +367,14 @@ def test_a_retrying_send_shows_progress_on_a_terminal_only(home_env, fault_proxy
     assert "\rbosky: no answer yet from AWS in eu-west-1, retrying (" in text
     assert "\r\x1b[K" in text  # wiped before the final line
     assert "not delivered" in text.rsplit("\x1b[K", 1)[1]
+
+
+def test_fleet_reads_the_region_of_the_profile_too(home_env) -> None:
+    write_aws_config(Path(home_env["HOME"]), "[profile work]\nregion = ap-south-1\n")
+    done = newcomer.run(["fleet", "--log-group", "/aws/events/bosky/web", "--permissions",
+                         "--profile", "work"], home_env)
+    assert policy_region(done) == "ap-south-1"
+    done = newcomer.run(["fleet", "--log-group", "/aws/events/bosky/web"], home_env)
+    assert done.returncode == 2
+    assert done.stderr == ("bosky: no AWS region: pass --region, set AWS_REGION, or set "
+                           f"'region' for profile 'default' in {home_env['HOME']}/.aws/config\n")

@@ -97,10 +97,13 @@ def act(
     budget: float,
 ) -> List[Delivery]:
     """Carry out ``actions`` (each spooled first, like an event) and keep
-    those that did not get through. ``endpoints``: service -> endpoint URL."""
+    those that did not get through. ``endpoints``: service -> endpoint URL.
+    ``budget`` is shared: an action finds what the ones before it left."""
     results: List[Delivery] = []
+    ends = time.monotonic() + budget
     for action in actions:
-        target = Target(region, endpoints.get(action.service), budget, action.service)
+        target = Target(region, endpoints.get(action.service), ends - time.monotonic(),
+                        action.service)
         record, error = _hold(spool, action, target)
         outcome = call(action.operation, action.params, target, environ)
         result = Delivery(action, outcome)

@@ -136,6 +136,8 @@ def call(
             _prepare_retry(session, retry, exc)
         else:
             return Outcome(delivered=True, attempts=outcome.attempts, response=response)
+    if not outcome.attempts:  # what came before used up the budget: kept for later
+        _fail(outcome, "NotTried", "no time left of the budget (--timeout)", True)
     return outcome
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import config, redact
@@ -231,13 +232,16 @@ def send_command(argv: List[str], environ: Mapping[str, str]) -> int:
         if early:  # refused before sending: nothing is sent, later either
             early[0].remove(early[1])
         raise
+    # One --timeout for the event and its actions: what the event leaves is
+    # theirs, and what finds none left is spooled untried, as the event is.
+    ends = time.monotonic() + settings.send_timeout
     with Progress(region, settings.send_timeout):
         code = _deliver(event, settings, region, args.no_spool, environ)
         if early:  # the delivery re-held (and settled) the same record
             early[0].release(early[1])
         if actions:
             code = max(code, _act(actions, settings, ident.region or region, args.no_spool,
-                                  environ))
+                                  environ, ends - time.monotonic()))
     return code
 
 
@@ -304,7 +308,7 @@ def _deliver(event: Any, settings: config.Settings, region: str, no_spool: bool,
 
 
 def _act(actions: Sequence[Any], settings: config.Settings, region: str, no_spool: bool,
-         environ: Mapping[str, str]) -> int:
+         environ: Mapping[str, str], budget: float) -> int:
     from ..delivery.deliverable import listing
     from ..delivery.outbox import act
     from ..delivery.spool import Spool
@@ -312,8 +316,7 @@ def _act(actions: Sequence[Any], settings: config.Settings, region: str, no_spoo
     spool = None if no_spool else Spool(settings.spool_dir, settings.spool_max_events,
                                         settings.spool_max_bytes)
     code = EXIT_OK
-    for result in act(actions, region, settings.endpoints(), spool, environ,
-                      settings.send_timeout):
+    for result in act(actions, region, settings.endpoints(), spool, environ, budget):
         if result.outcome.delivered:
             continue
         why = f"{listing(result.event).what} not done: {result.outcome.reason()}"

@@ -20,13 +20,14 @@ import time
 from datetime import datetime, timezone
 from typing import IO, Any, List, Mapping, Optional
 
+from .. import awsconfig
 from ..errors import EXIT_OK, UsageError
 from ..fleet import insights, scan
 from ..fleet import report as fleet_report
 from ..fleet.client import LogsClient
 from ..fleet.report import OUTCOMES, clip
 from ..text import printable, safe_json
-from .args import Parser
+from .args import PROFILE_HELP, Parser
 
 SCAN_UP_TO = 86400.0  # seconds of window the default engine still scans
 SCAN_TIMEOUT, INSIGHTS_TIMEOUT = 120.0, 900.0  # --timeout's defaults, by engine
@@ -58,7 +59,9 @@ def fleet_parser() -> Parser:
     p.add_argument("--rows", type=int, default=ROWS, metavar="N",
                    help=f"groups the table shows, worst first (default {ROWS}; --json has all)")
     p.add_argument("--json", action="store_true", help="the same report as JSON")
-    p.add_argument("--region", help="region of the log group (env AWS_REGION)")
+    p.add_argument("--region", help="region of the log group (env AWS_REGION; then the "
+                   "profile's)")
+    p.add_argument("--profile", metavar="NAME", help=PROFILE_HELP)
     p.add_argument("--endpoint-url", metavar="URL", help="CloudWatch Logs endpoint (env "
                    "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS)")
     p.add_argument("--page-size", type=int, default=None, metavar="N",
@@ -91,10 +94,15 @@ def fleet_command(argv: List[str], environ: Mapping[str, str]) -> int:
                          f"({fleet_report.iso(end)})")
     if not _LOG_GROUP.match(args.log_group):
         raise UsageError(f"--log-group {args.log_group!r}: 1 to 512 letters, digits or ._-/#")
+    # The profile's region and credentials as the AWS CLI reads them (awsconfig).
+    chosen = awsconfig.profile(args.profile, environ)
+    awsconfig.check(chosen)
+    environ = awsconfig.sending_environ(chosen, environ)
+    region = (args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+              or awsconfig.region(chosen))
     if args.permissions:
         from .policy import fleet_reader_policy
 
-        region = args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
         print(safe_json(fleet_reader_policy(args.log_group, region, None)))
         return EXIT_OK
     engine = args.engine
@@ -102,9 +110,9 @@ def fleet_command(argv: List[str], environ: Mapping[str, str]) -> int:
         engine = "insights" if end - start > SCAN_UP_TO else "scan"
     if engine == "insights" and args.project is not None:
         insights.query_text("groups", args.project)  # a project Insights cannot quote: exit 2
-    region = args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     if not region:
-        raise UsageError("no AWS region: pass --region or set AWS_REGION")
+        raise UsageError("no AWS region: pass --region, set AWS_REGION, or set 'region' for "
+                         f"profile '{chosen.name}' in {chosen.config_file}")
     _check("region", region, "region")
     if args.endpoint_url is not None:
         _check("--endpoint-url", args.endpoint_url, "endpoint_url")

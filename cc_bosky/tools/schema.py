@@ -242,6 +242,9 @@ def _validate(text: str, origin: str, report: Report,
               ignore: str = "") -> Tuple[str, Optional[Dict[str, Any]]]:
     try:
         document = config.parse_yaml(text.encode("utf-8", "surrogateescape"), origin)
+    except layers.RefusedYaml as exc:
+        report.problems.append(str(exc))
+        return "not checked (refused)", None
     except ConfigError as exc:
         report.problems.append(str(exc) + " (cloud-init skips this part)")
         return "not valid YAML", None
