@@ -37,14 +37,15 @@ def own_lines(tail: Any) -> List[str]:
 
 def alert(source: str, detail: Mapping[str, Any]) -> Dict[str, str]:
     """``Headline``, ``Message``, ``Modules``, ``LastLines`` and ``Console``: one line each."""
-    modules = [m for m in detail.get("FailedModules") or () if isinstance(m, str)]
+    modules = [_line(m) for m in detail.get("FailedModules") or ()
+               if isinstance(m, str) and _line(m)]
     message = _line(str(detail.get("Message") or ""))
     what = f"{', '.join(modules[:3])} failed" if modules else (message or "no message")
     head = " ".join([f"bosky {str(detail.get('Status', '')).upper()} {source}",
                      *(str(detail.get(k) or "-") for k in ("InstanceId", "ImageId",
                                                            "InstanceType"))])
     lines = [_clip(_line(line), LINE) for line in own_lines(detail.get("LogTail"))[-LINES:]]
-    return {"Headline": _clip(f"{head}: {what}", HEADLINE),
+    return {"Headline": _clip(_line(f"{head}: {what}"), HEADLINE),
             "Message": _clip(message, MESSAGE) or "-",
             "Modules": _clip(", ".join(modules), MODULES) or "none",
             "LastLines": " | ".join(lines) or "-",
