@@ -194,6 +194,39 @@ def test_the_profile_gives_region_and_credentials_to_the_send(home_env, eventbri
     assert event["detail"]["Message"] == "from my laptop"
 
 
+def doctor_checks(done: Any) -> Dict[str, Dict[str, str]]:
+    return {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+
+
+@pytest.mark.parametrize("how", [{"flags": ["--profile", "work"]},
+                                 {"env": {"AWS_PROFILE": "work"}}], ids=["flag", "env"])
+def test_doctor_reads_the_profile_as_the_command_does(home_env, how: Dict[str, Any]) -> None:
+    home = Path(home_env["HOME"])
+    write_aws_config(home, "[default]\nregion = eu-central-1\n[profile work]\n"
+                     "region = ap-south-1\n",
+                     "[work]\naws_access_key_id = AKIDWORK\naws_secret_access_key = s\n")
+    env = {**home_env, "AWS_EC2_METADATA_DISABLED": "true", **how.get("env", {})}
+    checks = doctor_checks(newcomer.run(["doctor", "--json", *how.get("flags", [])], env))
+    assert checks["region"]["status"] == "ok"
+    assert checks["region"]["detail"] == f"ap-south-1 (from profile 'work' in {home}/.aws/config)"
+    assert checks["credentials"]["status"] == "ok", checks["credentials"]
+    # The same machine without a profile named: the default profile's region,
+    # and no credentials anywhere, in the command's own words.
+    checks = doctor_checks(newcomer.run(["doctor", "--json"],
+                                        {**home_env, "AWS_EC2_METADATA_DISABLED": "true"}))
+    assert checks["region"]["detail"].startswith("eu-central-1 (from profile 'default' in ")
+    assert checks["credentials"]["status"] == "fail"
+    assert checks["credentials"]["detail"].startswith(
+        "no AWS credentials: looked in the environment (AWS_ACCESS_KEY_ID), profile 'default' "
+        f"in {home}/.aws/credentials (no such profile)")
+
+
+def test_doctor_names_a_profile_that_is_not_there(home_env) -> None:
+    done = newcomer.run(["doctor", "--profile", "prod"], home_env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("bosky: the config profile (prod) could not be found in ")
+
+
 # -- no credentials off EC2 ------------------------------------------------------------------
 
 
@@ -275,6 +308,19 @@ def test_schema_reads_stdin_and_speaks_json(home_env) -> None:
     assert report["Valid"] is False
     assert report["Problems"] == ["stdin: bosky: projcet: unknown key; did you mean 'project'?"]
     assert "runcmnd" in report["NotChecked"][0]
+
+
+def test_schema_says_what_a_refused_document_left_unchecked(home_env, tmp_path) -> None:
+    user_data = tmp_path / "user-data.yaml"
+    user_data.write_text("#cloud-config\na: &a [b, *a]\n")
+    done = newcomer.run(["schema", str(user_data)], home_env)
+    assert done.returncode == 2 and done.stderr == ""
+    assert done.stdout.splitlines() == [
+        f"{user_data}: not checked (refused)",
+        f"problem: {user_data}: refused: a YAML alias refers to a value that contains it",
+        f"not checked: {user_data}: all of it (cloud-init's keys and bosky's stanza): its YAML "
+        "was refused before validation (the problem above); remove that cause and run bosky "
+        "schema again"]
 
 
 def test_schema_root_without_instance_is_a_usage_error(home_env, tmp_path) -> None:

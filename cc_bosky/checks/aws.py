@@ -12,6 +12,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 # A public name of urllib.request that typeshed's stubs leave out.
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
+from .. import awsconfig
+from ..awsconfig import Profile
 from . import FAIL, OK, WARN, Check
 from .settings import ConfigView
 
@@ -19,11 +21,19 @@ CONNECT_TIMEOUT = 3.0
 SEND_TEST_BUDGET = 15.0
 
 
-def check_credentials(environ: Mapping[str, str], instance: bool) -> Check:
+def check_credentials(environ: Mapping[str, str], instance: bool,
+                      chosen: Optional[Profile] = None) -> Check:
+    """``environ`` is the one the sender sees (``awsconfig.sending_environ``);
+    ``chosen`` the AWS profile, for the command's at-once "none anywhere"."""
     name = "credentials"
     if not instance:
         return Check(name, WARN, "not checked for an image: the instance needs a role "
                      "allowing events:PutEvents (infra/instance-role.yaml)")
+    missing = awsconfig.no_credentials(chosen, environ) if chosen else None
+    if missing:
+        return Check(name, FAIL, missing, "put credentials in one of those places, or attach "
+                     "an instance profile allowing events:PutEvents ('bosky --permissions' "
+                     "prints the policy)")
     from ..delivery.sender import load_credentials
 
     try:

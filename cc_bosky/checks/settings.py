@@ -7,7 +7,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .. import config
+from .. import awsconfig, config
+from ..awsconfig import Profile
 from ..errors import BoskyError, UsageError
 from ..host.cloudcfg import read_system
 from ..host.root import in_root, is_live
@@ -94,9 +95,15 @@ def check_config(view: ConfigView) -> Check:
                  f"{s.event_bus or 'default'} (from {where})")
 
 
-def resolve_region(view: ConfigView, ident_region: Optional[str]) -> Tuple[Optional[str], str]:
+def resolve_region(view: ConfigView, ident_region: Optional[str],
+                   chosen: Optional[Profile] = None) -> Tuple[Optional[str], str]:
+    """The command's order: bosky's own settings, the AWS profile's region
+    (:mod:`cc_bosky.awsconfig`), then the instance's."""
     if view.settings.region:
         return view.settings.region, view.origin.get("region", "config")
+    profile_region = awsconfig.region(chosen) if chosen else None
+    if chosen and profile_region:
+        return profile_region, f"profile '{chosen.name}' in {chosen.config_file}"
     if ident_region:
         return ident_region, "instance identity"
     return None, ""
@@ -109,5 +116,6 @@ def check_region(region: Optional[str], source: str, instance: bool) -> Check:
     if not instance:
         return Check(name, WARN, "not set in the image: looked up from the instance identity "
                      "at boot")
-    return Check(name, FAIL, "no region in config, environment or instance identity",
-                 "set region in /etc/bosky/config.yaml or AWS_REGION, or run on EC2")
+    return Check(name, FAIL, "no region in config, environment, AWS profile or instance "
+                 "identity", "set region in /etc/bosky/config.yaml or AWS_REGION, set 'region' "
+                 "for the AWS profile, or run on EC2")

@@ -36,7 +36,7 @@ from ..checks.settings import ConfigView, check_config, check_region, load_confi
 from ..errors import EXIT_NOT_DELIVERED, EXIT_OK, BoskyError, UsageError
 from ..host.python import find_cloud_init, probe_for
 from ..host.root import in_root, is_live
-from .args import add_config, subcommand
+from .args import PROFILE_HELP, add_config, subcommand
 
 
 def _guarded(name: str, run: Callable[[], Check]) -> Check:
@@ -51,8 +51,11 @@ def _guarded(name: str, run: Callable[[], Check]) -> Check:
 
 
 def run_checks(root: Path, environ: Mapping[str, str], config_file: Optional[str] = None,
-               send_test: bool = False, image: bool = False) -> List[Check]:
-    """Every check; ``image``: skip what belongs to the instances (implied by a root)."""
+               send_test: bool = False, image: bool = False,
+               profile: Optional[str] = None) -> List[Check]:
+    """Every check; ``image``: skip what belongs to the instances (implied by a root);
+    ``profile``: ``--profile``, read with the environment as the command reads it."""
+    from .. import awsconfig
     from ..identity import INSTANCE_DATA, Identity, resolve
 
     live = is_live(root)
@@ -64,7 +67,12 @@ def run_checks(root: Path, environ: Mapping[str, str], config_file: Optional[str
     view = load_config(root, environ, config_file)
     # An image's identity is the future instance's, unknown here.
     ident = resolve(None, environ, str(in_root(root, INSTANCE_DATA))) if instance else Identity()
-    region, source = resolve_region(view, ident.region)
+    # The AWS profile and its region, and the sender's environment, as the
+    # command has them; an image's instances have no ~/.aws of this machine.
+    chosen = awsconfig.profile(profile, environ) if instance else None
+    if chosen:
+        environ = awsconfig.sending_environ(chosen, environ)
+    region, source = resolve_region(view, ident.region, chosen)
     # No cloud-init at all (a workstation): the cloud-init check says so once;
     # its configuration and the reporter's units are not there to check, and
     # a FAIL or warning about each would only repeat it.
@@ -78,7 +86,7 @@ def run_checks(root: Path, environ: Mapping[str, str], config_file: Optional[str
                              _guarded("reporter unit", lambda: check_units(root))]),
         _guarded("config", lambda: check_config(view)),
         _guarded("region", lambda: check_region(region, source, instance)),
-        _guarded("credentials", lambda: check_credentials(environ, instance)),
+        _guarded("credentials", lambda: check_credentials(environ, instance, chosen)),
         _guarded("endpoint",
                  lambda: check_endpoint(endpoint_url(view, region), environ, instance)),
     ]
@@ -110,6 +118,7 @@ def doctor_command(argv: List[str], environ: Mapping[str, str]) -> int:
                    help="check only what belongs to the image (while baking it): skip the "
                    "region lookup, credentials and endpoint checks")
     add_config(p)
+    p.add_argument("--profile", metavar="NAME", help=PROFILE_HELP)
     p.add_argument("--send-test", action="store_true",
                    help="send an event with Status 'test' (not spooled) and report the answer")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -117,7 +126,10 @@ def doctor_command(argv: List[str], environ: Mapping[str, str]) -> int:
     root = Path(args.root)
     if not root.is_dir():
         raise UsageError(f"--root {root}: not a directory")
-    checks = run_checks(root, environ, args.config, args.send_test, args.image)
+    from .. import awsconfig
+
+    awsconfig.check(awsconfig.profile(args.profile, environ))  # a missing profile: exit 2
+    checks = run_checks(root, environ, args.config, args.send_test, args.image, args.profile)
     failed = sum(c.status == FAIL for c in checks)
     if args.json:
         print(json.dumps({"root": str(root), "ok": not failed,

@@ -244,6 +244,10 @@ def _validate(text: str, origin: str, report: Report,
         document = config.parse_yaml(text.encode("utf-8", "surrogateescape"), origin)
     except layers.RefusedYaml as exc:
         report.problems.append(str(exc))
+        # The report must not then end with "not checked: nothing".
+        report.not_checked.append(f"{origin}: all of it (cloud-init's keys and bosky's stanza): "
+                                  "its YAML was refused before validation (the problem above); "
+                                  "remove that cause and run bosky schema again")
         return "not checked (refused)", None
     except ConfigError as exc:
         report.problems.append(str(exc) + " (cloud-init skips this part)")
@@ -253,6 +257,8 @@ def _validate(text: str, origin: str, report: Report,
         found = [f for f in problems(document)[0] if not (ignore and ignore in f)]
     except RecursionError:  # YAML aliases can make a structure that contains itself
         report.problems.append(f"{origin}: nested too deep to check (a YAML alias to itself?)")
+        report.not_checked.append(f"{origin}: all of it: remove the alias that contains itself "
+                                  "and run bosky schema again")
         return "not checked", None
     report.problems += [f"{origin}: {_suggested(f)}" for f in found]
     return (f"{len(found)} problem(s)" if found else "valid"), document
