@@ -419,6 +419,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         settings = config.build(config.lenient(job.get("settings") or {}, "job")[0])
         if _hold_lock(settings, os.environ) is None:
             return 0  # another reporter owns this boot
+        # The job file is gone once read (it may hold credentials), so this line
+        # is where an operator sees which layer configured this boot's reporter.
+        LOG.info("reporting for project %s: deadline %d s, flush window %d s, sends %s",
+                 settings.project, settings.deadline, settings.flush_window,
+                 ",".join(settings.send))
         Reporter(settings, job, os.environ).run()
     except Exception:  # the log is the only place a background process can speak
         LOG.exception("reporter failed")
