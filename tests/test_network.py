@@ -287,6 +287,36 @@ def test_the_event_is_spooled_before_imds_is_asked(env, consumer, hostile_imds) 
     assert record.event.detail["Message"] == "before imds"
 
 
+def test_the_reporter_asks_imds_while_the_boot_runs_and_spools_its_verdict_without_it(
+        env, consumer, hostile_imds, tmp_path) -> None:
+    """cloud-init named no instance: IMDS is asked once, after the init stage, never between
+    the verdict and its spool (the instance id is part of the verdict's EventId, so the
+    reporter cannot spool first and ask later as the command does)."""
+    from cc_bosky import config
+    from cc_bosky.boot import state, verdict
+    from cc_bosky.boot.reporter import Reporter
+
+    run = tmp_path / "cloud-run"
+    run.mkdir()
+    (run / "instance-data.json").write_text("{}")
+    state.ensure_run_dir(str(tmp_path / "run"))  # as the launcher leaves it
+    settings = config.Settings(project=consumer.project, region=DEFAULT_REGION,
+                               endpoint_url=env["AWS_ENDPOINT_URL_EVENTS"],
+                               run_dir=str(tmp_path / "run"), spool_dir=env["BOSKY_SPOOL_DIR"],
+                               log_lines=0, send_timeout=10.0)
+    reporter = Reporter(settings, {"cloud_run_dir": str(run)},
+                        {**env, "AWS_EC2_METADATA_DISABLED": "false",
+                         "AWS_EC2_METADATA_SERVICE_ENDPOINT": hostile_imds.url})
+    reporter.prepare(verdict.read_records(str(run)))  # cloud-init's init stage is done
+    asked = len(hostile_imds.requests)
+    assert asked  # cloud-init named no instance: IMDS did
+    hostile_imds.hang()
+    reporter.report("final", verdict.Verdict("pass", "booted", {}))
+    assert len(hostile_imds.requests) == asked  # the verdict waited on nothing
+    (got,) = arrived(consumer, 1)
+    assert got["detail"]["InstanceId"], got["detail"]
+
+
 # -- bosky fleet: botocore's client ---------------------------------------------------------
 
 

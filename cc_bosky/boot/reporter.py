@@ -60,6 +60,7 @@ class Reporter:
         self.spool = Spool(settings.spool_dir, settings.spool_max_events, settings.spool_max_bytes)
         self.started = clock()
         self._first: Optional[bool]
+        self._imds: Optional[Identity] = None  # IMDS's answer, once a run
         self.watch = CloudInitWatch(state.path(settings, state.FINAL_PID))
         from .actions import BootActions
 
@@ -139,8 +140,11 @@ class Reporter:
 
         if cloudconfig.schema_warning_in(records.status):
             cloudconfig.instance_config_valid(self.cloud_data_dir)
+        # Asked now (IMDS too, if cloud-init named no instance), so at the
+        # verdict nothing stands between it and the spool that can hang.
+        ident = self._identity()
         if self.actions.configured:  # find the group and stack now, not after the verdict
-            self.actions.prepare(self._identity(), self._instance_data())
+            self.actions.prepare(ident, self._instance_data())
 
     @property
     def _run(self) -> str:
@@ -238,9 +242,14 @@ class Reporter:
 
         ident = identity_from_record(self._instance_data())
         if not ident.instance_id:
-            from ..identity import from_imds
+            # The instance id is part of the verdict's EventId (the same on a
+            # re-send) and the region decides where its record goes, so IMDS
+            # comes before the spool here: asked once a run, within 2 x 1 s.
+            if self._imds is None:
+                from ..identity import from_imds
 
-            ident = from_imds(self.environ)
+                self._imds = from_imds(self.environ)
+            ident = self._imds
         return dataclasses.replace(ident, boot_id=read_boot_id(),
                                    hostname=ident.hostname or socket.gethostname() or None)
 
