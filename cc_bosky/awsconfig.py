@@ -17,11 +17,8 @@ and no instance metadata service, none can, and the command says so at once.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
-import socket
 from typing import Any, Dict, List, Mapping, Optional
-from urllib.parse import urlsplit
 
 from .errors import UsageError
 
@@ -29,13 +26,6 @@ from .errors import UsageError
 #: (botocore: an explicitly given profile negates the environment provider).
 ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
             "AWS_SECURITY_TOKEN")
-_IMDS_DEFAULT = {"ipv4": "http://169.254.169.254", "ipv6": "http://[fd00:ec2::254]"}
-# A connection refused or a network that is not there answers in microseconds;
-# an IMDS that is merely slow (or a network that drops the packets) may still
-# answer, so a probe that times out does not count as "never".
-_PROBE_TIMEOUT = 0.5
-_NEVER = (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL,
-          errno.EAFNOSUPPORT)
 # Profile keys that can produce credentials: static keys, roles, SSO, a
 # credential process, web identity, console login. Anything else (region,
 # output, retry settings) cannot.
@@ -119,30 +109,13 @@ def no_credentials(chosen: Profile, environ: Mapping[str, str]) -> Optional[str]
             environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
         return None
     looked.append("the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)")
-    imds = _imds_never(environ)
+    from .identity import imds_never
+
+    imds = imds_never(environ)
     if imds is None:
         return None
     looked.append(f"the instance metadata service ({imds})")
     return "no AWS credentials: looked in " + ", ".join(looked)
-
-
-def _imds_never(environ: Mapping[str, str]) -> Optional[str]:
-    """Why the instance metadata service can never answer here, or None."""
-    if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
-        return "disabled by AWS_EC2_METADATA_DISABLED"
-    mode = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") or "ipv4").lower()
-    base = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or _IMDS_DEFAULT.get(
-        mode, _IMDS_DEFAULT["ipv4"])
-    url = urlsplit(base)
-    if not url.hostname:
-        return None  # botocore reports a bad endpoint itself
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=_PROBE_TIMEOUT).close()
-    except OSError as exc:
-        if exc.errno in _NEVER:
-            return f"{base}: {os.strerror(exc.errno or 0).lower()}"
-    return None
 
 
 def _section(path: str, name: str, config: bool) -> Dict[str, Any]:

@@ -9,8 +9,10 @@ that cannot be known are left out, never invented.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import http.client
 import json
+import os
 import socket
 from typing import Any, Dict, Mapping, Optional
 from urllib.parse import urlsplit
@@ -20,6 +22,10 @@ from .files import read_json
 INSTANCE_DATA = "/run/cloud-init/instance-data.json"
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 IMDS_DEFAULT = "http://169.254.169.254"
+_IMDS_DEFAULTS = {"ipv4": IMDS_DEFAULT, "ipv6": "http://[fd00:ec2::254]"}
+# Errors that say the service is not there at all (as opposed to slow or busy).
+_NEVER = (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL,
+          errno.EAFNOSUPPORT)
 # Off EC2 the link-local address usually does not answer at all, so each of
 # the two IMDS requests gives up after this long (wall clock, whole answer).
 IMDS_TIMEOUT = 1.0
@@ -141,9 +147,46 @@ def imds_get(environ: Mapping[str, str], path: str) -> Optional[str]:
         return None
 
 
+def imds_never(environ: Mapping[str, str]) -> Optional[str]:
+    """Why the instance metadata service can never answer here, or None.
+
+    One token request, bounded by IMDS_TIMEOUT: refused, unreachable, or not
+    even a status line within it (off EC2 the link-local address usually
+    drops the packets) is "never"; any HTTP answer, even a refusal or a slow
+    body, is a service that may yet have a role attached, so None."""
+    from .transport import DeadlinePassed
+
+    if _imds_disabled(environ):
+        return "disabled by AWS_EC2_METADATA_DISABLED"
+    base = imds_base(environ)
+    try:
+        _imds_call(base, "/latest/api/token", method="PUT",
+                   headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    except ValueError:
+        return None  # botocore reports a bad endpoint itself
+    except OSError as exc:
+        cause = getattr(exc, "reason", exc)  # urllib wraps the socket's error
+        if isinstance(cause, DeadlinePassed) and cause.answered:
+            return None
+        if isinstance(cause, (TimeoutError, socket.timeout)):
+            return f"{base}: IMDS did not answer within {IMDS_TIMEOUT:g} s"
+        if isinstance(cause, OSError) and cause.errno in _NEVER:
+            return f"{base}: {os.strerror(cause.errno or 0).lower()}"
+    except http.client.HTTPException:
+        pass
+    return None
+
+
+def imds_base(environ: Mapping[str, str]) -> str:
+    """The service's address as botocore picks it: the endpoint, else the mode's default."""
+    mode = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") or "ipv4").lower()
+    return (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            or _IMDS_DEFAULTS.get(mode, IMDS_DEFAULT)).rstrip("/")
+
+
 def _imds_read(environ: Mapping[str, str], path: str) -> str:
     """``path`` from IMDSv2: a session token first, then the request that carries it."""
-    base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_DEFAULT).rstrip("/")
+    base = imds_base(environ)
     token = _imds_call(base, "/latest/api/token", method="PUT",
                        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
     return _imds_call(base, path, headers={"X-aws-ec2-metadata-token": token})

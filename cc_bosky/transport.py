@@ -41,8 +41,10 @@ T = TypeVar("T")
 class DeadlinePassed(TimeoutError):
     """The attempt's wall-clock deadline passed before a whole answer arrived."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, answered: bool = False) -> None:
         super().__init__(f"timed out: no whole answer within the attempt's {seconds:g} s deadline")
+        #: The status line and headers had arrived: a slow answer, not a silent server.
+        self.answered = answered
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,18 +90,20 @@ def request(
     for handler in handlers:
         opener.add_handler(handler)
     req = urllib.request.Request(url, data=body, headers=dict(headers or {}), method=method)
+    answered = False
     try:
         # No HTTPErrorProcessor either: every status is the caller's to judge.
         with watchdog, opener.open(req, timeout=timeout) as answer:
+            answered = True
             payload: bytes = answer.read(limit)
             status, reason = int(answer.status), str(answer.reason)
             names = {k.lower(): v for k, v in answer.headers.items()}
     except Exception:
         if watchdog.fired:
-            raise DeadlinePassed(timeout) from None
+            raise DeadlinePassed(timeout, answered) from None
         raise
     if watchdog.fired:  # a read cut short by the watchdog looks like a short answer
-        raise DeadlinePassed(timeout)
+        raise DeadlinePassed(timeout, answered)
     return Response(status, reason, names, payload)
 
 

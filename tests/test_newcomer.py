@@ -25,6 +25,7 @@ from cc_bosky.tools.cli import PURPOSES, SUBCOMMANDS
 from tests.support import newcomer
 from tests.support.bounds import SLACK
 from tests.support.emulator import DEFAULT_REGION
+from tests.support.faultproxy import FaultProxy
 from tests.support.fixtures import bosky_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,6 +248,23 @@ def test_no_credentials_off_ec2_is_said_at_once_naming_each_place(home_env, user
         in done.stderr
     assert done.stderr.endswith("not sent (and not spooled)\n")
     assert not list(Path(home_env["BOSKY_SPOOL_DIR"]).glob("*.event"))  # nothing spooled
+
+
+def test_a_metadata_address_that_never_answers_is_no_credential_source(home_env) -> None:
+    """A laptop with a default route: 169.254.169.254 drops the packets rather
+    than refusing them. One probe of IMDS's 1 s deadline stands for the whole
+    --timeout: nothing answered, so nothing will."""
+    with FaultProxy("http://127.0.0.1:9") as imds:  # never forwarded to: it hangs
+        imds.hang()
+        env = {**home_env, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
+        done = newcomer.run(["--fail", "x", "--region", "eu-west-1", "--timeout", "600"], env,
+                            offline=False, timeout=1.0 + SLACK)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("bosky: no AWS credentials: looked in the environment ")
+    assert f"the instance metadata service ({imds.url}: IMDS did not answer within 1 s)" \
+        in done.stderr
+    assert done.stderr.endswith("not sent (and not spooled)\n") and done.stderr.count("\n") == 1
+    assert not list(Path(home_env["BOSKY_SPOOL_DIR"]).glob("*.event"))
 
 
 def test_a_region_only_profile_is_not_a_credential_source(home_env) -> None:
