@@ -99,7 +99,10 @@ def request(
             status, reason = int(answer.status), str(answer.reason)
             names = {k.lower(): v for k, v in answer.headers.items()}
     except Exception:
-        if watchdog.fired:
+        # A loaded machine may run a socket's own timeout (set to the whole
+        # budget) before the watchdog's timer thread: past the deadline, either
+        # way it is the deadline that ended the attempt.
+        if watchdog.fired or watchdog.remaining() <= 0:
             raise DeadlinePassed(timeout, answered) from None
         raise
     if watchdog.fired:  # a read cut short by the watchdog looks like a short answer

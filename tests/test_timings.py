@@ -215,8 +215,11 @@ def test_slowest_modules_are_cut_after_the_log_tail_and_before_the_message() -> 
         return make_event(source="fleet", detail_type="User Data", status="fail",
                           message=message, identity={}, origin="boot", extra=extra)
 
-    bare = event("", BootSeconds=12.5)
-    message = "m" * (MAX_EVENT_BYTES - bare.size() - 300)  # room for about half the modules
+    # Measured with a message long enough that the Alert's copy of it is at its
+    # cap already, so only the Message itself grows from here.
+    probe = "m" * 1000
+    bare = event(probe, BootSeconds=12.5)
+    message = "m" * (MAX_EVENT_BYTES - bare.size() + len(probe) - 300)  # about half the modules
     huge = event(message, BootSeconds=12.5, SlowestModules=slowest)
     kept = huge.detail["SlowestModules"]
     assert kept == slowest[:len(kept)] and 0 < len(kept) < 10  # the fastest went first
